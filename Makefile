@@ -1,0 +1,44 @@
+# make demo  - the gateway against simulated sensors (no hardware, no broker)
+# make test  - the whole test suite (starts its own mosquitto, socat ptys, pymodbus servers)
+SHELL := /bin/bash
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEBS := mosquitto socat
+
+.PHONY: test demo bench deps venv check-demo clean
+
+# Debian packages the tests need: mosquitto (a real broker) and socat (pty pairs for RTU).
+deps:
+	@missing=""; for b in mosquitto socat; do \
+	  p=$$b; [ $$b = mosquitto ] && p=/usr/sbin/mosquitto; \
+	  command -v $$p >/dev/null 2>&1 || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	@[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+test: deps venv
+	$(BIN)/python -m pytest -q
+
+demo: venv
+	$(BIN)/python -m gateway.demo
+
+bench: deps venv
+	$(BIN)/python -m bench
+
+check-demo: venv
+	$(BIN)/gateway check -c config/demo.toml
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

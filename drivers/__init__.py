@@ -1,0 +1,1 @@
+"""Hardware backends. The only package that imports pyserial, pymodbus or RPi.GPIO."""

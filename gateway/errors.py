@@ -1,0 +1,42 @@
+"""One error family. Messages are written for the technician who reads them."""
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises on purpose."""
+
+
+class ConfigError(GatewayError, ValueError):
+    """The configuration (or a profile) is invalid. `problems` holds every finding."""
+
+    def __init__(self, problems):
+        if isinstance(problems, str):
+            problems = [problems]
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class BusError(GatewayError, OSError):
+    """The transport itself failed: port missing or vanished, connection refused.
+    Every device on the bus is affected."""
+
+
+class DeviceFault(GatewayError):
+    """One transaction with one device failed. `reason` is a short machine word:
+    timeout, crc, exception, bytecount, garbage, range, decode, frame."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class OutputError(GatewayError):
+    """A GPIO output or input could not be driven or read."""
+
+
+class OutboxError(GatewayError):
+    """The durable outbox could not store or read events (disk full, unwritable)."""
+
+
+class UplinkError(GatewayError):
+    """The MQTT uplink is misconfigured or refused (TLS, credentials)."""
