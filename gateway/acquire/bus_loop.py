@@ -1,0 +1,208 @@
+"""One thread per bus: one transaction at a time, each device on its own cadence.
+
+A bus loop never blocks on anything but its own port, and hands readings to a sink that
+must not block either (the safety loop's queue)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+from gateway.acquire.device import Device, DeviceStats
+from gateway.config.model import Bus, Config
+from gateway.errors import BusError, DeviceFault
+from gateway.reading import FAULT, STALE, Reading
+
+log = logging.getLogger("gateway.acquire")
+
+PORT_RETRY_MIN_S = 0.5
+PORT_RETRY_MAX_S = 10.0
+BEAT_S = 0.5  # a loop waiting for its next due time still wakes this often to beat
+
+Sink = Callable[[Reading], None]
+
+
+def _open_transport(bus: Bus, devices: list[Device]):
+    if bus.type == "serial":
+        from drivers.serial_sensor import SerialSensorPort
+
+        prof = devices[0].sensor.profile
+        return SerialSensorPort(bus.port, bus.baudrate, bus.parity, bus.bytesize, bus.stopbits,
+                                prof.frame, prof.pattern)
+    from drivers.modbus import open_link
+
+    return open_link(bus)
+
+
+class BusLoop:
+    """Polls every device of one bus, in due order, one transaction at a time."""
+
+    def __init__(self, bus: Bus, devices: list[Device], sink: Sink, transport_factory=_open_transport):
+        self.bus = bus
+        self.devices = devices
+        self.sink = sink
+        self.transport = transport_factory(bus, devices)
+        self.heartbeat = time.monotonic()
+        self.port_error: str | None = None
+        self._port_retry_s = PORT_RETRY_MIN_S
+        self._next_open = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"bus-{self.bus.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout)
+        self._close()
+
+    def _close(self) -> None:
+        try:
+            self.transport.close()
+        except (OSError, BusError) as e:
+            log.debug("closing %s: %s", self.bus.name, e)
+
+    # -- the loop -------------------------------------------------------------------
+    def _run(self) -> None:
+        now = time.monotonic()
+        for d in self.devices:
+            d.next_due = now
+        while not self._stop.is_set():
+            self.heartbeat = time.monotonic()
+            dev = min(self.devices, key=lambda d: d.next_due)
+            wait = dev.next_due - time.monotonic()
+            if wait > 0:
+                self._stop.wait(min(wait, BEAT_S))
+                continue
+            self.poll(dev)
+
+    def poll(self, dev: Device) -> list[Reading]:
+        """One poll of one device: readings go to the sink and are returned."""
+        started = time.monotonic()
+        if not self._ensure_open(started):
+            readings = dev.fault_readings(BusError(self.port_error or "port closed"), started)
+            # Until the port is back, devices wait for the next open attempt, not their cadence.
+            dev.next_due = max(self._next_open, started + dev.sensor.poll_s)
+        else:
+            readings = self._transact(dev, started)
+            dev.schedule_after(started)
+        dev.stats.last_poll_s = time.monotonic() - started
+        for r in readings:
+            self.sink(r)
+        return readings
+
+    def _ensure_open(self, now: float) -> bool:
+        if self.transport.is_open:
+            return True
+        if now < self._next_open:
+            return False
+        try:
+            self.transport.open()
+        except BusError as e:
+            if self.port_error != str(e):
+                log.error("bus %s: %s (retrying every %.0f s at most)", self.bus.name, e, PORT_RETRY_MAX_S)
+            self.port_error = str(e)
+            self._next_open = now + self._port_retry_s
+            self._port_retry_s = min(self._port_retry_s * 2, PORT_RETRY_MAX_S)
+            return False
+        if self.port_error:
+            log.warning("bus %s: port is back", self.bus.name)
+        self.port_error = None
+        self._port_retry_s = PORT_RETRY_MIN_S
+        return True
+
+    def _transact(self, dev: Device, started: float) -> list[Reading]:
+        try:
+            if self.bus.type == "serial":
+                fields = self.transport.read(timeout=dev.timeout)
+                values = dev.decode_fields(fields)
+            else:
+                regs: dict[int, int] = {}
+                for req in dev.requests:
+                    words = self.transport.read_registers(
+                        dev.sensor.unit, req.function, req.address, req.count,
+                        timeout=dev.timeout, retries=dev.attempt_retries())
+                    if len(words) != req.count:
+                        raise DeviceFault("bytecount", f"asked {req.count} registers, got {len(words)}")
+                    regs.update(zip(range(req.address, req.address + req.count), words))
+                values = dev.decode_registers(regs)
+        except DeviceFault as f:
+            if dev.stats.consecutive == 0:
+                log.warning("%s: %s", dev.name, f)
+            return dev.fault_readings(f, time.monotonic())
+        except BusError as e:
+            log.error("bus %s: %s", self.bus.name, e)
+            self.port_error = str(e)
+            self._close()
+            self._next_open = time.monotonic() + self._port_retry_s
+            return dev.fault_readings(e, time.monotonic())
+        if dev.stats.consecutive:
+            log.warning("%s: answering again", dev.name)
+        return dev.good_readings(values, time.monotonic())
+
+
+class Acquisition:
+    """All bus loops of a configuration, and the latest reading of every point."""
+
+    def __init__(self, cfg: Config, sink: Sink | None = None, transport_factory=_open_transport):
+        self.cfg = cfg
+        self._latest: dict[tuple[str, str], Reading] = {}
+        self._lock = threading.Lock()
+        self._sink = sink
+        self.loops: list[BusLoop] = []
+        for bus in cfg.buses.values():
+            devices = [Device(s, bus) for s in cfg.sensors.values() if s.bus == bus.name]
+            if devices:
+                self.loops.append(BusLoop(bus, devices, self._on_reading, transport_factory))
+
+    def _on_reading(self, r: Reading) -> None:
+        with self._lock:
+            self._latest[(r.sensor, r.point)] = r
+        if self._sink is not None:
+            self._sink(r)
+
+    def start(self) -> None:
+        for lp in self.loops:
+            lp.start()
+
+    def stop(self) -> None:
+        for lp in self.loops:
+            lp.stop()
+
+    def read_once(self, sensors: list[str] | None = None) -> list[Reading]:
+        """Poll each (selected) device once, in config order, without threads."""
+        out = []
+        for lp in self.loops:
+            for d in lp.devices:
+                if sensors is None or d.name in sensors:
+                    out.extend(lp.poll(d))
+        for lp in self.loops:
+            lp._close()
+        order = {name: i for i, name in enumerate(self.cfg.sensors)}
+        return sorted(out, key=lambda r: order[r.sensor])
+
+    def latest(self, now: float | None = None) -> list[Reading]:
+        """Latest reading of every point; a good value older than stale_after_s is `stale`."""
+        now = time.monotonic() if now is None else now
+        out = []
+        with self._lock:
+            items = list(self._latest.values())
+        for r in items:
+            s = self.cfg.sensors[r.sensor]
+            limit = s.stale_after_s if s.stale_after_s is not None else 3 * s.poll_s
+            if r.quality != FAULT and now - r.mono > limit:
+                r = Reading(r.sensor, r.point, r.value, r.unit, STALE, r.ts, r.mono, r.fault)
+            out.append(r)
+        return out
+
+    def stats(self) -> dict[str, DeviceStats]:
+        return {d.name: d.stats for lp in self.loops for d in lp.devices}
+
+    def heartbeats(self) -> dict[str, float]:
+        return {f"bus-{lp.bus.name}": lp.heartbeat for lp in self.loops}

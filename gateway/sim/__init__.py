@@ -1,0 +1,1 @@
+"""`gateway sim`: simulated devices for every sensor of a config, driven by scenarios."""
