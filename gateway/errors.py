@@ -40,3 +40,8 @@ class OutboxError(GatewayError):
 
 class UplinkError(GatewayError):
     """The MQTT uplink is misconfigured or refused (TLS, credentials)."""
+
+
+class ControlError(GatewayError):
+    """The control socket between the CLI and the running daemon failed: daemon not running,
+    permission denied, no answer in time, or the daemon refused the request."""
