@@ -1,0 +1,69 @@
+"""The gateway's configuration: one TOML file, read and checked in full before anything
+starts. `load_config` returns a `Config` (gateway/config/model.py) or raises one
+ConfigError listing every problem as `FILE:LINE: [section] key: message`."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from gateway.config.model import DEFAULT_CONFIG_PATH, Config
+from gateway.errors import ConfigError
+
+from .field import build_buses, build_gateway, build_sensors
+from .outputs import build_gpio, build_inputs, build_outputs
+from .problems import Problem
+from .profiles import SHIPPED_PROFILES, ProfileLibrary
+from .rules import build_rules
+from .schema import KEYS
+from .source import read_toml
+from .summary import summary
+from .tables import Table
+from .uplink import build_commands, build_outbox, build_uplink
+
+__all__ = ["ConfigError", "Problem", "load_config", "resolve_config_path", "summary",
+           "KEYS", "SHIPPED_PROFILES", "ENV_VAR"]
+
+ENV_VAR = "GATEWAY_CONFIG"
+
+
+def resolve_config_path(cli_path: str | None = None) -> str:
+    """`-c FILE`, else $GATEWAY_CONFIG, else /etc/community-gateway/gateway.toml."""
+    return cli_path or os.environ.get(ENV_VAR) or DEFAULT_CONFIG_PATH
+
+
+def load_config(path: str) -> Config:
+    """Read, validate and resolve the config file at `path` (profiles included).
+    Raises ConfigError with every problem found, in file and line order."""
+    problems: list[Problem] = []
+    file = Path(path).expanduser()
+    src = read_toml(file, problems)
+    if src.data is None:
+        raise ConfigError(problems)
+    base = file.absolute().parent
+    top = Table(src.report, src.data, (), "")
+    top.check_keys(KEYS[""], what="section")
+
+    gateway = build_gateway(top, base)
+    library = ProfileLibrary([Path(p) for p in gateway.profiles if Path(p).exists()], problems)
+    buses = build_buses(top)
+    sensors, sensor_names = build_sensors(top, buses, library, base)
+    gpio = build_gpio(top, base)
+    pins: dict[int, str] = {}  # BCM pin -> "outputs.NAME", shared so a clash names both
+    outputs = build_outputs(top, pins)
+    inputs = build_inputs(top, pins)
+    output_names = [name for name in (src.data.get("outputs") or {})] if isinstance(src.data.get("outputs"), dict) else []
+    rules = build_rules(top, sensors, sensor_names, output_names)
+    uplink = build_uplink(top, base)
+    outbox = build_outbox(top)
+    commands = build_commands(top, base)
+
+    if problems:
+        # the config file first, then each profile, each in line order
+        problems.sort(key=lambda p: (p.file != src.report.file, p.file, p.line))
+        raise ConfigError(problems)
+    return Config(path=str(file.absolute()), gateway=gateway, buses=dict(buses), sensors=sensors,
+                  gpio=gpio, outputs=outputs, inputs=inputs, rules=rules, uplink=uplink,
+                  outbox=outbox, commands=commands,
+                  text_hash=hashlib.sha256(src.raw).hexdigest())

@@ -1,0 +1,55 @@
+"""The one table of which keys each section accepts. The validator rejects anything
+else, and tests/test_config_reference.py checks config/README.md against it, so the
+documentation cannot drift from what `gateway check` accepts. Section names use NAME
+for a table the technician names (`[buses.rs485]`)."""
+
+from __future__ import annotations
+
+from gateway.config.model import BUS_TYPES, LEVELS, PATTERNS  # noqa: F401  (re-exported)
+
+KEYS: dict[str, tuple[str, ...]] = {
+    # the top level of the config file
+    "": ("gateway", "buses", "sensors", "rules", "gpio", "outputs", "inputs",
+         "uplink", "outbox", "commands"),
+    "gateway": ("id", "data_dir", "profiles", "control_socket"),
+    "buses.NAME": ("type", "port", "host", "baudrate", "parity", "bytesize", "stopbits",
+                   "timeout_s", "retries", "backoff_max_s"),
+    "sensors": ("name", "bus", "unit", "profile", "poll_s", "timeout_s", "retries",
+                "stale_after_s"),
+    "rules": ("sensor", "point", "above", "below", "equals", "hysteresis", "debounce_s",
+              "rise", "drop", "latch", "sound"),
+    "rules.rise": ("amount", "within_s", "level"),
+    "rules.drop": ("amount", "within_s", "level"),
+    "gpio": ("backend", "record"),
+    "outputs.NAME": ("pin", "active_low", "pattern", "max_on_s"),
+    "outputs.NAME.pattern.LEVEL": ("on_s", "off_s"),
+    "inputs.NAME": ("pin", "action", "active_low", "debounce_ms"),
+    "uplink": ("host", "port", "topic_root", "client_id", "protocol", "keepalive_s",
+               "username", "password", "tls", "replay_per_s", "inflight_max"),
+    "uplink.tls": ("ca", "cert", "key"),
+    "outbox": ("max_rows", "max_mb", "telemetry_period_s", "deadband", "status_period_s"),
+    "commands": ("platform_keys",),
+    # a profile file (config/profiles/*.toml)
+    "profile": ("name", "kind", "description", "frame", "pattern", "points"),
+    "profile.points": ("name", "unit", "register", "function", "type", "word_order", "scale",
+                       "offset", "decimals_register", "unit_register", "unit_codes", "range",
+                       "bits", "states", "field"),
+}
+
+# Allowed values, shared by the validator and the summary.
+BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400)
+PARITIES = ("N", "E", "O")
+BYTESIZES = (5, 6, 7, 8)
+STOPBITS = (1, 2)
+MODBUS_BUSES = ("rtu", "tcp")
+PROFILE_KINDS = ("modbus", "serial")
+FRAMES = ("a02yyuw", "line")
+A02YYUW_FIELDS = ("distance",)
+POINT_TYPES = ("u16", "i16", "u32", "i32", "f32", "bits")
+WORD_ORDERS = ("ABCD", "CDAB")
+FUNCTIONS = (3, 4)
+MAX_READ_REGISTERS = 125  # Modbus: one read-holding/input-registers request
+GPIO_BACKENDS = ("sim", "rpi")
+BCM_PINS = range(0, 28)  # the 40-pin header's GPIO0..GPIO27
+INPUT_ACTIONS = ("silence", "ack")
+MQTT_PROTOCOLS = ("5", "3.1.1")
