@@ -1,0 +1,214 @@
+"""Modbus RTU master over any pyserial port or URL: /dev/ttyAMA0, /dev/serial/by-id/...,
+a pty, socket://host:port.
+
+pymodbus builds the request, checks the CRC and decodes the reply PDU; the serial I/O is
+ours. pymodbus's sync serial client polls `in_waiting` with sleeps and waits an extra
+interval after the last byte, which costs a large share of a 9600-baud transaction.
+Here the reply length is known from its first three bytes (FC03/04: 5 + 2N, exception:
+5), so we read the header, then exactly the rest, against one deadline per try."""
+
+from __future__ import annotations
+
+import time
+
+import serial
+from pymodbus.framer import FramerRTU
+from pymodbus.pdu import DecodePDU
+from pymodbus.pdu.register_message import ReadHoldingRegistersRequest, ReadInputRegistersRequest
+
+from drivers.modbus import check_request, exception_detail
+from gateway.errors import BusError, DeviceFault
+
+try:
+    import termios
+
+    _PORT_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSError, termios.error)
+except ImportError:  # not POSIX
+    _PORT_ERRORS = (serial.SerialException, OSError)
+
+_REQUEST_CLASS = {3: ReadHoldingRegistersRequest, 4: ReadInputRegistersRequest}
+
+
+def bits_per_char(parity: str = "N", bytesize: int = 8, stopbits: int = 1) -> int:
+    """Wire bits of one character. The RTU spec counts 11 (start, 8 data, parity or a
+    second stop, stop); an 8N1 line really sends 10, but timing is specified in 11-bit
+    characters, so we never count fewer."""
+    return max(11, 1 + bytesize + (0 if parity == "N" else 1) + int(stopbits))
+
+
+def frame_gap_s(baudrate: int, char_bits: int = 11) -> float:
+    """t3.5: the silence that delimits RTU frames (fixed 1.75 ms above 19200 baud)."""
+    return 0.00175 if baudrate > 19200 else 3.5 * char_bits / baudrate
+
+
+def wire_time_s(nbytes: int, baudrate: int, char_bits: int = 11) -> float:
+    return nbytes * char_bits / baudrate
+
+
+def crc_ok(frame: bytes) -> bool:
+    return len(frame) >= 4 and FramerRTU.compute_CRC(frame[:-2]) == int.from_bytes(frame[-2:], "big")
+
+
+def read_request(unit: int, function: int, address: int, count: int) -> bytes:
+    """The RTU frame of an FC03/FC04 read, built by pymodbus's framer."""
+    pdu = _REQUEST_CLASS[function](address=address, count=count, dev_id=unit)
+    return FramerRTU(DecodePDU(False)).buildFrame(pdu)
+
+
+class RtuLink:
+    """The master on one RS485 segment (or anything pyserial opens). One owner thread."""
+
+    def __init__(self, name: str, port: str, *, baudrate: int = 9600, parity: str = "N",
+                 bytesize: int = 8, stopbits: int = 1):
+        self.name = name
+        self.port = port
+        self.baudrate = baudrate
+        self.parity = parity
+        self.bytesize = bytesize
+        self.stopbits = stopbits
+        self.char_bits = bits_per_char(parity, bytesize, stopbits)
+        self.gap_s = frame_gap_s(baudrate, self.char_bits)
+        self._serial: serial.SerialBase | None = None
+        self._decoder = DecodePDU(False)
+        self._quiet_since = 0.0  # when the line last went silent (monotonic)
+
+    def __repr__(self) -> str:
+        return f"RtuLink({self.name!r}, {self.port!r}, {self.baudrate} {self.bytesize}{self.parity}{self.stopbits})"
+
+    # -- port lifecycle --------------------------------------------------------------
+    def open(self) -> None:
+        if self.is_open:
+            return
+        try:
+            # exclusive: a second process on the same RS485 port garbles both masters
+            self._serial = serial.serial_for_url(
+                self.port, baudrate=self.baudrate, parity=self.parity, bytesize=self.bytesize,
+                stopbits=self.stopbits, timeout=0, write_timeout=1.0, exclusive=True)
+        except (serial.SerialException, OSError, ValueError) as e:
+            self._serial = None
+            raise BusError(f"bus {self.name}: cannot open serial port {self.port}: {e}") from e
+        self._quiet_since = time.monotonic()
+
+    def close(self) -> None:
+        port, self._serial = self._serial, None
+        if port is not None:
+            try:
+                port.close()
+            except _PORT_ERRORS:
+                pass  # the port is already gone (adapter unplugged); nothing left to release
+
+    @property
+    def is_open(self) -> bool:
+        return self._serial is not None and self._serial.is_open
+
+    def __enter__(self) -> RtuLink:
+        self.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- transactions -----------------------------------------------------------------
+    def read_registers(self, unit: int, function: int, address: int, count: int, *,
+                       timeout: float, retries: int) -> list[int]:
+        check_request(unit, function, address, count)
+        if self._serial is None:
+            raise BusError(f"bus {self.name}: serial port {self.port} is not open")
+        request = read_request(unit, function, address, count)
+        faults: list[DeviceFault] = []
+        for _ in range(1 + max(0, retries)):
+            try:
+                return self._transact(request, unit, function, count, timeout)
+            except DeviceFault as fault:
+                if fault.reason == "exception":
+                    raise  # the device answered on purpose: asking again changes nothing
+                faults.append(fault)
+            except _PORT_ERRORS as e:
+                self.close()
+                raise BusError(f"bus {self.name}: serial port {self.port} failed: {e}") from e
+        last = faults[-1]
+        tries = ", ".join(f.reason for f in faults)
+        raise DeviceFault(last.reason, f"unit {unit}: {last.detail} (tries: {tries})")
+
+    def _transact(self, request: bytes, unit: int, function: int, count: int,
+                  timeout: float) -> list[int]:
+        port = self._serial
+        assert port is not None
+        wait = self._quiet_since + self.gap_s - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)  # t3.5 before a new frame, or slaves join it to the last one
+        # A late reply to an earlier try would be taken for this one's.
+        port.reset_input_buffer()
+        port.write(request)
+        # The timeout is the slave's allowance; the wire time of both frames comes on top
+        # (a 125-register reply alone takes 290 ms at 9600 baud).
+        expected = 5 + 2 * count
+        deadline = (time.monotonic() + timeout
+                    + wire_time_s(len(request) + expected, self.baudrate, self.char_bits))
+        try:
+            return self._read_reply(unit, function, count, deadline, timeout)
+        finally:
+            self._quiet_since = time.monotonic()
+
+    def _read_reply(self, unit: int, function: int, count: int, deadline: float,
+                    timeout: float) -> list[int]:
+        head = self._read_exact(3, deadline)
+        if not head:
+            raise DeviceFault("timeout", f"no reply within {timeout:g} s")
+        if head[0] != unit:
+            raise DeviceFault("garbage", f"reply starts {self._drain_hex(head, deadline)}, not unit {unit}")
+        if len(head) < 3:
+            raise DeviceFault("bytecount", f"short reply {head.hex(' ')}")
+        if head[1] == function | 0x80:
+            frame = head + self._read_exact(2, deadline)
+            if len(frame) < 5:
+                raise DeviceFault("bytecount", f"short exception reply {frame.hex(' ')}")
+            if not crc_ok(frame):
+                raise DeviceFault("crc", f"bad CRC in exception reply {frame.hex(' ')}")
+            raise DeviceFault("exception", exception_detail(frame[2]))
+        if head[1] != function:
+            raise DeviceFault("garbage", f"reply function {head[1]} to a function {function} request: "
+                                         f"{self._drain_hex(head, deadline)}")
+        nbytes = head[2]
+        frame = head + self._read_exact(nbytes + 2, deadline)
+        if len(frame) < nbytes + 5:
+            raise DeviceFault("bytecount", f"short reply: {len(frame)} of {nbytes + 5} bytes")
+        if not crc_ok(frame):
+            raise DeviceFault("crc", f"bad CRC in reply {frame.hex(' ')}")
+        if nbytes != 2 * count:
+            raise DeviceFault("bytecount", f"byte count {nbytes}, expected {2 * count}")
+        pdu = self._decoder.decode(frame[1:-2])
+        if pdu is None or len(pdu.registers) != count:
+            raise DeviceFault("garbage", f"undecodable reply {frame.hex(' ')}")
+        return list(pdu.registers)
+
+    def _read_exact(self, n: int, deadline: float) -> bytes:
+        """Up to n bytes, returning early only when the deadline passes."""
+        port = self._serial
+        assert port is not None
+        buf = bytearray()
+        while len(buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            port.timeout = left
+            buf += port.read(n - len(buf))
+        return bytes(buf)
+
+    def _drain_hex(self, head: bytes, deadline: float) -> str:
+        """Swallow the rest of an unparseable answer (until the line is quiet for t3.5),
+        so that a retry starts on a clean line; return what came, for the detail."""
+        port = self._serial
+        assert port is not None
+        junk = bytearray(head)
+        while len(junk) < 512:
+            left = min(deadline - time.monotonic(), max(self.gap_s, 0.002))
+            if left <= 0:
+                break
+            port.timeout = left
+            chunk = port.read(256)
+            if not chunk:
+                break
+            junk += chunk
+        shown = junk[:16].hex(" ")
+        return shown + (f" ... ({len(junk)} bytes)" if len(junk) > 16 else "")
