@@ -1,0 +1,118 @@
+"""The safety path as plain calls: reading -> rule -> relay, silence, acknowledge, self-test.
+
+SafetyCore owns the AlarmBook, the Sirens and the buttons and is driven by exactly one
+thread (SafetyLoop); tests drive it directly with explicit monotonic times. Every call
+returns a Step: what changed, to be logged and recorded by somebody else, later."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from gateway.act.buttons import SilenceButton
+from gateway.act.sirens import RelayChange, SirenReport, Sirens
+from gateway.decide.alarm_book import AlarmBook
+from gateway.decide.transition import FAULT, RECOVERED, Transition
+from gateway.errors import ConfigError, OutputError
+
+
+@dataclass
+class Step:
+    transitions: list[Transition] = field(default_factory=list)
+    relays: list[RelayChange] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # for the log: a relay that failed, a skipped restore
+
+    def add(self, rep: SirenReport) -> None:
+        self.relays += rep.changes
+        self.problems += rep.problems
+
+    @property
+    def alarms_changed(self) -> bool:
+        return any(t.kind not in (FAULT, RECOVERED) for t in self.transitions)
+
+
+class SafetyCore:
+    """Decide and act, synchronously. Not thread-safe on purpose: one owner thread."""
+
+    def __init__(self, book: AlarmBook, sirens: Sirens, buttons=()):
+        self.book = book
+        self.sirens = sirens
+        self.buttons: list[SilenceButton] = list(buttons)
+        unknown = [f"[[rules]] {r.name}: sound names unknown output {n!r}" for r in book.rules
+                   for n in r.sound if n not in sirens.names]
+        if unknown:
+            raise ConfigError(unknown)
+
+    @classmethod
+    def from_config(cls, cfg, gpio) -> "SafetyCore":
+        """From a validated gateway.config.model.Config and an open GpioBackend."""
+        sirens = Sirens(cfg.outputs, gpio)
+        buttons = [SilenceButton(i, gpio) for i in cfg.inputs.values()]
+        return cls(AlarmBook(cfg.rules), sirens, buttons)
+
+    def feed(self, reading) -> Step:
+        step = Step(self.book.feed(reading))
+        if step.alarms_changed:
+            self._sound(step, reading.mono)  # the relay switches in this same call
+        return step
+
+    def tick(self, now: float, ts: float | None = None) -> Step:
+        """Debounce ends, buttons, pulse patterns, max_on_s: call every 20-50 ms."""
+        ts = time.time() if ts is None else ts
+        step = Step(self.book.tick(now, ts))
+        for b in self.buttons:
+            try:
+                action = b.poll(now)
+            except OutputError as e:
+                step.problems.append(f"input {b.name}: {e}")
+                continue
+            if action == "silence":
+                step.transitions += self.book.silence(None, by=f"button:{b.name}", now_mono=now, now_ts=ts)
+            elif action == "ack":
+                step.transitions += self.book.acknowledge(None, by=f"button:{b.name}", now_mono=now, now_ts=ts)
+        self._sound(step, now)
+        return step
+
+    def silence(self, alarm_id: str | None = None, by: str = "remote", now: float | None = None) -> Step:
+        now = time.monotonic() if now is None else now
+        step = Step(self.book.silence(alarm_id, by=by, now_mono=now))
+        self._sound(step, now)
+        return step
+
+    def acknowledge(self, alarm_id: str | None = None, by: str = "remote", now: float | None = None) -> Step:
+        now = time.monotonic() if now is None else now
+        step = Step(self.book.acknowledge(alarm_id, by=by, now_mono=now))
+        self._sound(step, now)
+        return step
+
+    def siren_test(self, name: str, seconds: float, now: float | None = None) -> Step:
+        now = time.monotonic() if now is None else now
+        step = Step()
+        step.add(self.sirens.self_test(name, seconds, now))
+        return step
+
+    def restore(self, snapshot: dict, now: float | None = None) -> Step:
+        """Bring back the alarms of the last run and sound them at once."""
+        now = time.monotonic() if now is None else now
+        step = Step(problems=[f"restore: {m}" for m in self.book.restore(snapshot)])
+        self._sound(step, now)
+        return step
+
+    def shutdown(self, now: float | None = None) -> Step:
+        """Every output off. The backend's cleanup is the caller's (it opened it)."""
+        step = Step()
+        step.add(self.sirens.off(time.monotonic() if now is None else now))
+        return step
+
+    def _sound(self, step: Step, now: float) -> None:
+        rep = self.sirens.update(self.book.active(), now)
+        step.add(rep)
+        if rep.expired:
+            # max_on_s is a silence by the clock: the alarms stay active and an escalation
+            # sounds again, as after a silence by hand.
+            for alarm_id in rep.expired:
+                step.transitions += self.book.silence(alarm_id, by="max_on_s", now_mono=now)
+            step.add(self.sirens.update(self.book.active(), now))
+
+    def status(self) -> dict:
+        return {"alarms": [a.as_dict() for a in self.book.active()], "outputs": self.sirens.status()}

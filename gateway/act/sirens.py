@@ -1,0 +1,186 @@
+"""Sirens and strobes on relay contacts: which alarm sounds which output, in which pattern.
+
+An output sounds the highest level among the active, non-silenced alarms whose rule names
+it in `sound`; the output's `pattern` table says how (steady, pulse); a level missing from
+the table leaves it off. Patterns advance on `update(..., now)`, called every few tens of
+milliseconds by the safety loop, so on/off timing needs no thread of its own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gateway.config.model import Output, Pattern
+from gateway.decide.transition import level_at, rank
+from gateway.errors import OutputError
+
+
+@dataclass(frozen=True, slots=True)
+class RelayChange:
+    """A relay switched (logical state; the backend applied active_low)."""
+    output: str
+    pin: int
+    on: bool
+    level: str | None
+    pattern: str | None
+    reason: str  # alarm (the demand changed) | pulse | test | no pattern | shutdown
+    mono: float
+
+    def describe(self) -> str:
+        why = f" ({self.level} {self.pattern})" if self.on and self.level and self.reason != "test" else ""
+        return f"relay {self.output} GPIO{self.pin} {'ON' if self.on else 'off'}{why} [{self.reason}]"
+
+
+@dataclass
+class SirenReport:
+    changes: list[RelayChange] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)  # alarm ids to silence: an output hit max_on_s
+    problems: list[str] = field(default_factory=list)
+
+
+def _phase_on(pattern: Pattern, elapsed: float) -> bool:
+    if pattern.on_s <= 0 or pattern.off_s <= 0:
+        return True  # steady
+    return elapsed % (pattern.on_s + pattern.off_s) < pattern.on_s
+
+
+class Siren:
+    """One sounder (or strobe) on a relay. It starts OFF: the backend sets the OFF level
+    before the pin becomes an output."""
+
+    def __init__(self, output: Output, gpio):
+        self.output = output
+        self._gpio = gpio
+        gpio.setup_output(output.pin, output.active_low)
+        self.on = False
+        self.level: str | None = None
+        self.pattern: Pattern | None = None
+        self.phase_start = 0.0
+        self.sounding_since: float | None = None  # for max_on_s
+        self.test_until: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.output.name
+
+    def drive(self, level: str | None, now: float) -> RelayChange | None:
+        """Sound `level` (None: nothing asks for this output). Raises OutputError if the relay
+        cannot be switched; `on` then keeps the old state, so the next call retries."""
+        if self.test_until is not None and now >= self.test_until:
+            self.test_until = None
+        pattern = self.output.pattern.get(level) if level else None
+        if pattern is None:
+            self.sounding_since = None
+        elif self.pattern is None or rank(level) > rank(self.level):
+            # Starting, or a worse level: the pattern starts with ON now and max_on_s starts over.
+            self.sounding_since = now
+            self.phase_start = now
+        elif pattern != self.pattern:
+            self.phase_start = now  # a milder pattern; the on-time keeps counting
+        self.level, self.pattern = level, pattern
+        if self.test_until is not None:
+            want, reason = True, "test"
+        elif pattern is None:
+            want, reason = False, "alarm" if level is None else "no pattern"
+        else:
+            want = _phase_on(pattern, now - self.phase_start)
+            reason = "pulse" if now > self.phase_start else "alarm"
+        return self._switch(want, reason, now)
+
+    def _switch(self, want: bool, reason: str, now: float) -> RelayChange | None:
+        if want == self.on:
+            return None
+        self._gpio.set_output(self.output.pin, want)
+        self.on = want
+        return RelayChange(self.name, self.output.pin, want, self.level,
+                           self.pattern.name if self.pattern else None, reason, now)
+
+    def expired(self, now: float) -> bool:
+        return (self.test_until is None and self.sounding_since is not None and self.output.max_on_s > 0
+                and now - self.sounding_since >= self.output.max_on_s)
+
+    def off(self, reason: str, now: float) -> RelayChange | None:
+        self.test_until = None
+        self.level = self.pattern = self.sounding_since = None
+        return self._switch(False, reason, now)
+
+    def status(self) -> dict:
+        return {"pin": self.output.pin, "on": self.on, "level": self.level,
+                "pattern": self.pattern.name if self.pattern else None, "testing": self.test_until is not None}
+
+
+class Sirens:
+    """Every configured output, driven from the active alarms."""
+
+    def __init__(self, outputs, gpio):
+        outputs = list(outputs.values()) if isinstance(outputs, dict) else list(outputs)
+        self._gpio = gpio
+        self._sirens = {o.name: Siren(o, gpio) for o in outputs}
+        self._demand: dict[str, tuple[str | None, list[str]]] = {}
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._sirens)
+
+    def __getitem__(self, name: str) -> Siren:
+        return self._sirens[name]
+
+    def update(self, alarms, now: float) -> SirenReport:
+        """Drive every output from `alarms` (gateway.decide.Alarm)."""
+        demand: dict[str, tuple[int, list[str]]] = {}
+        for a in alarms:
+            if a.silenced:
+                continue
+            r = rank(a.level)
+            for name in a.rule.sound:
+                best, ids = demand.setdefault(name, (0, []))
+                ids.append(a.id)
+                if r > best:
+                    demand[name] = (r, ids)
+        self._demand = {n: (level_at(r), ids) for n, (r, ids) in demand.items()}
+        return self._drive(now)
+
+    def _drive(self, now: float) -> SirenReport:
+        rep = SirenReport()
+        for name, siren in self._sirens.items():
+            level, ids = self._demand.get(name, (None, []))
+            try:
+                change = siren.drive(level, now)
+            except OutputError as e:
+                rep.problems.append(f"output {name}: {e}")
+                continue
+            if change:
+                rep.changes.append(change)
+            if siren.expired(now):
+                rep.expired += [i for i in ids if i not in rep.expired]
+        return rep
+
+    def check_test(self, name: str, seconds: float) -> Siren:
+        siren = self._sirens.get(name)
+        if siren is None:
+            raise OutputError(f"no output {name!r}; outputs: {', '.join(self._sirens) or 'none configured'}")
+        limit = siren.output.max_on_s
+        if not 0 < seconds <= limit:
+            raise OutputError(f"siren test {name}: seconds must be > 0 and at most max_on_s = {limit:g}")
+        return siren
+
+    def self_test(self, name: str, seconds: float, now: float) -> SirenReport:
+        """Sound `name` steadily for `seconds` whatever the alarms say, then go back to them."""
+        self.check_test(name, seconds).test_until = now + seconds
+        return self._drive(now)
+
+    def off(self, now: float, reason: str = "shutdown") -> SirenReport:
+        """Every output off (shutdown). Keeps going past a relay that fails."""
+        rep = SirenReport()
+        self._demand = {}
+        for name, siren in self._sirens.items():
+            try:
+                change = siren.off(reason, now)
+            except OutputError as e:
+                rep.problems.append(f"output {name}: {e}")
+                continue
+            if change:
+                rep.changes.append(change)
+        return rep
+
+    def status(self) -> dict[str, dict]:
+        return {name: s.status() for name, s in self._sirens.items()}
