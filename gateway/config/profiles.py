@@ -82,7 +82,7 @@ def _read_profile(path: Path, problems: list[Problem], expect_name: str | None) 
     frame = pattern = groups = None
     if kind == "serial":
         frame = top.text("frame", required=True, choices=FRAMES)
-    elif "frame" in top:
+    elif kind == "modbus" and "frame" in top:
         top.problem("frame", 'only for kind = "serial"')
     if frame == "line":
         pattern = top.text("pattern", required=True)
@@ -91,7 +91,7 @@ def _read_profile(path: Path, problems: list[Problem], expect_name: str | None) 
                 groups = set(re.compile(pattern).groupindex)
             except re.error as e:
                 top.problem("pattern", f"not a valid regular expression: {e}")
-    elif "pattern" in top:
+    elif "pattern" in top and (kind == "modbus" or frame == "a02yyuw"):
         top.problem("pattern", 'only for frame = "line"')
 
     if "points" not in top:
