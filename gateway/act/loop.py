@@ -52,6 +52,8 @@ class SafetyLoop:
         return self
 
     def submit(self, reading: Reading) -> None:
+        if not isinstance(reading, Reading):  # caught here, in the caller, not in the safety thread
+            raise TypeError(f"submit() takes a Reading, not {type(reading).__name__}")
         self._inbox.put(reading)
 
     def silence(self, alarm_id: str | None = None, by: str = "remote") -> Future:
