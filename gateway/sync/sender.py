@@ -1,0 +1,175 @@
+"""The sender: which outbox rows go out next, and what a PUBACK (or its absence) means for them.
+
+Order within one MQTT session:
+1. *suspects* first, one at a time: messages that were in flight when the previous session died.
+   A message the broker kills the connection over (mosquitto 2.0 drops a client that sends a PUBLISH
+   over `message_size_limit`) would otherwise wedge the queue forever; sent alone, it either gets its
+   PUBACK or proves itself guilty. Lost twice while alone in flight = poison: marked failed, and a
+   `fault` event says so.
+2. then, merged by priority (alarm > fault > audit/status > telemetry): *live* rows (recorded since
+   this session connected, sent at once) and *backlog* rows (recorded before; `"replay": true`,
+   paced by a token bucket, except alarms which are never held back). Within one priority live goes
+   before backlog, so a live alarm overtakes any backlog.
+At most `window` messages are in flight; rows are marked delivered only on a successful PUBACK.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+
+from gateway.record import envelope
+from gateway.record.outbox import Outbox, Pending
+from gateway.sync.pacing import TokenBucket
+
+log = logging.getLogger(__name__)
+
+ALARM_PRIORITY = envelope.PRIORITY[envelope.ALARM]
+# PUBACK reason codes (MQTT 5) that will never change on a retry
+POISON_REASONS = {0x90: "topic_name_invalid", 0x95: "message_too_large", 0x99: "payload_format_invalid"}
+STRIKES_TO_POISON = 2
+_BACKLOG_CHUNK = 500
+
+
+class Sender:
+    """Publishing state of the uplink: one per Uplink, reset at each session."""
+
+    def __init__(self, outbox: Outbox, window: int, bucket: TokenBucket, max_bytes: int):
+        self.outbox = outbox
+        self.window = max(1, window)
+        self.bucket = bucket
+        self.max_bytes = max_bytes
+        self.inflight: dict[int, Pending] = {}  # mid -> row
+        self.acked: list[int] = []  # PUBACKed, not yet marked in the outbox
+        self.suspects: dict[int, Pending] = {}
+        self.strikes: collections.Counter = collections.Counter()
+        self._unacked_ever: set[int] = set()  # published at least once, never acked: a resend is a duplicate
+        self.counts = collections.Counter()  # published, delivered, resent, replayed, poison, refused
+        self.session_max_bytes = max_bytes
+        self._new_session(0)
+
+    def _new_session(self, live_from: int) -> None:
+        self.live_from = live_from
+        self._sent: set[int] = set()
+        self._live: collections.deque = collections.deque()
+        self._live_version = -1
+        self._live_exhausted = False
+        self._backlog: collections.deque = collections.deque()
+        self._backlog_after = (-1, 0)
+        self._backlog_done = False
+        self._isolate = collections.deque(sorted(self.suspects.values(), key=lambda p: (p.priority, p.seq)))
+
+    def start_session(self, live_from: int, broker_max_bytes: int | None) -> None:
+        self.session_max_bytes = min(self.max_bytes, broker_max_bytes or self.max_bytes)
+        self._new_session(live_from)
+
+    def session_lost(self) -> list[tuple[Pending, str]]:
+        """The connection dropped: in-flight rows stay pending and become suspects. Returns rows that
+        are now poison (the caller marks them failed)."""
+        poison = []
+        alone = len(self.inflight) == 1
+        for row in self.inflight.values():
+            self.suspects[row.seq] = row
+            if alone:
+                self.strikes[row.seq] += 1
+                if self.strikes[row.seq] >= STRIKES_TO_POISON:
+                    poison.append((row, "broker closed the connection each time this message was sent"))
+                    self.suspects.pop(row.seq)
+        self.inflight.clear()
+        return poison
+
+    # -- choosing ------------------------------------------------------------------------------
+    def next_rows(self) -> list[tuple[Pending, bool]]:
+        """Rows to publish now, as (row, replay), within the window and the replay pace."""
+        room = self.window - len(self.inflight)
+        if room <= 0:
+            return []
+        if self._isolate:
+            if self.inflight:
+                return []
+            row = self._isolate.popleft()
+            return [(row, True)]
+        self._refill_live()
+        out = []
+        while len(out) < room:
+            live = self._live[0] if self._live else None
+            back = self._next_backlog()
+            if back is not None and back.priority != ALARM_PRIORITY and (
+                    live is None or back.priority < live.priority) and not self.bucket.take():
+                back = None  # no token: the backlog waits, live rows still go
+            if live is not None and (back is None or live.priority <= back.priority):
+                out.append((self._live.popleft(), live.seq < self.live_from))
+            elif back is not None:
+                out.append((self._backlog.popleft(), True))
+            else:
+                break
+        return out
+
+    def _refill_live(self) -> None:
+        if self._live_version == self.outbox.version and (self._live or self._live_exhausted):
+            return
+        self._live_version = self.outbox.version
+        limit = self.window * 4 + len(self.inflight)
+        rows = self.outbox.live(self.live_from, limit)
+        self._live_exhausted = len(rows) < limit
+        self._live = collections.deque(r for r in rows if r.seq not in self._sent)
+
+    def _next_backlog(self) -> Pending | None:
+        while True:
+            while self._backlog and self._backlog[0].seq in self._sent:
+                self._backlog.popleft()
+            if self._backlog:
+                return self._backlog[0]
+            if self._backlog_done:
+                return None
+            rows = self.outbox.backlog(self.live_from, self._backlog_after, _BACKLOG_CHUNK)
+            if len(rows) < _BACKLOG_CHUNK:
+                self._backlog_done = True
+            if rows:
+                self._backlog_after = (rows[-1].priority, rows[-1].seq)
+            self._backlog.extend(rows)
+            if not rows:
+                return None
+
+    @property
+    def backlog_left(self) -> bool:
+        return bool(self._isolate) or bool(self._backlog) or not self._backlog_done
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def too_large(self, payload: bytes) -> bool:
+        return len(payload) > self.session_max_bytes
+
+    def sent(self, mid: int, row: Pending, replay: bool) -> None:
+        self.inflight[mid] = row
+        self._sent.add(row.seq)
+        self.counts["published"] += 1
+        if replay:
+            self.counts["replayed"] += 1
+        if row.seq in self._unacked_ever:
+            self.counts["resent"] += 1
+        self._unacked_ever.add(row.seq)
+
+    def puback(self, mid: int, failure_code: int | None) -> tuple[Pending, str] | None:
+        """A PUBACK arrived. Returns (row, reason) when the row turned out to be poison."""
+        row = self.inflight.pop(mid, None)
+        if row is None:
+            return None  # birth/offline/reply, or a PUBACK from a session we already gave up on
+        self.suspects.pop(row.seq, None)
+        self.strikes.pop(row.seq, None)
+        if failure_code is None:
+            self.acked.append(row.seq)
+            self._unacked_ever.discard(row.seq)
+            self.counts["delivered"] += 1
+            return None
+        if failure_code in POISON_REASONS:
+            self._unacked_ever.discard(row.seq)
+            return row, f"broker refused it: {POISON_REASONS[failure_code]} (reason code 0x{failure_code:02x})"
+        # quota exceeded, not authorised, unspecified: may pass later, try again next session
+        self.counts["refused"] += 1
+        log.warning("broker refused event seq %d (%s) with reason code 0x%02x; retrying next session",
+                    row.seq, row.type, failure_code)
+        return None
+
+    def take_acked(self) -> list[int]:
+        acked, self.acked = self.acked, []
+        return acked
