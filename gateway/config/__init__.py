@@ -53,8 +53,9 @@ def load_config(path: str) -> Config:
     pins: dict[int, str] = {}  # BCM pin -> "outputs.NAME", shared so a clash names both
     outputs = build_outputs(top, pins)
     inputs = build_inputs(top, pins)
-    output_names = [name for name in (src.data.get("outputs") or {})] if isinstance(src.data.get("outputs"), dict) else []
-    rules = build_rules(top, sensors, sensor_names, output_names)
+    # every output written, valid or not: a rule naming a broken one is not "unknown"
+    written = src.data.get("outputs")
+    rules = build_rules(top, sensors, sensor_names, list(written) if isinstance(written, dict) else [])
     uplink = build_uplink(top, base)
     outbox = build_outbox(top)
     commands = build_commands(top, base)
@@ -63,7 +64,7 @@ def load_config(path: str) -> Config:
         # the config file first, then each profile, each in line order
         problems.sort(key=lambda p: (p.file != src.report.file, p.file, p.line))
         raise ConfigError(problems)
-    return Config(path=str(file.absolute()), gateway=gateway, buses=dict(buses), sensors=sensors,
+    return Config(path=os.path.normpath(file.absolute()), gateway=gateway, buses=dict(buses), sensors=sensors,
                   gpio=gpio, outputs=outputs, inputs=inputs, rules=rules, uplink=uplink,
                   outbox=outbox, commands=commands,
                   text_hash=hashlib.sha256(src.raw).hexdigest())

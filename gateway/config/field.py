@@ -7,6 +7,7 @@ from pathlib import Path
 
 from gateway.config.model import DEFAULT_DATA_DIR, Bus, GatewaySection, Sensor
 
+from .paths import resolve
 from .problems import suggest
 from .profiles import ProfileLibrary
 from .schema import BAUDRATES, BUS_TYPES, BYTESIZES, KEYS, MODBUS_BUSES, PARITIES, STOPBITS
@@ -15,13 +16,6 @@ from .tables import Table, is_int, named_tables, array_tables, table_at
 # The id goes into MQTT topics and event ids ("<id>/<seq>"): no '/', '+', '#' or spaces.
 _ID = re.compile(r"^[A-Za-z0-9._-]+$")
 _SERIAL_ONLY = ("baudrate", "parity", "bytesize", "stopbits")
-
-
-def resolve(base: Path, value: str) -> str:
-    """Relative paths in the config are relative to the config file, not to wherever
-    the technician happened to run `gateway` from."""
-    path = Path(value).expanduser()
-    return str(path if path.is_absolute() else base / path)
 
 
 def build_gateway(top: Table, base: Path) -> GatewaySection:

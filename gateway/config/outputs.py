@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gateway.config.model import LEVELS, PATTERNS, Gpio, Input, Output, Pattern
 
-from .field import resolve
+from .paths import resolve
 from .problems import suggest
 from .schema import BCM_PINS, GPIO_BACKENDS, INPUT_ACTIONS, KEYS
 from .tables import Table, is_int, named_tables, shown, table_at

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from gateway.config.model import Point, Profile
 
+from .paths import resolve
 from .problems import Problem, suggest
 from .schema import (A02YYUW_FIELDS, FRAMES, FUNCTIONS, KEYS, MAX_READ_REGISTERS, POINT_TYPES,
                      PROFILE_KINDS, WORD_ORDERS)
@@ -42,8 +43,7 @@ class ProfileLibrary:
         """(profile, None) when found and valid; (None, message) when not found;
         (None, None) when found but invalid (its own problems are already reported)."""
         if "/" in ref or ref.endswith(".toml"):
-            path = Path(ref).expanduser()
-            path = path if path.is_absolute() else base / path
+            path = Path(resolve(base, ref))
             if not path.is_file():
                 return None, f"profile file not found: {path}"
             return self.load(path), None

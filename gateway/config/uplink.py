@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gateway.config.model import Commands, Outbox, Tls, Uplink
 
-from .field import resolve
+from .paths import resolve
 from .schema import KEYS, MQTT_PROTOCOLS
 from .tables import Table, is_number, table_at
 
