@@ -101,8 +101,9 @@ def format_status(st: dict) -> str:
                                        for n, o in outs.items()) or "none"))
     up = st.get("uplink") or {}
     ob = st.get("outbox") or {}
-    out.append(f"UPLINK: {up.get('state', 'offline (no [uplink])')}   OUTBOX: {ob.get('depth_total', ob.get('depth', '-'))} "
-               f"undelivered, oldest {_age(ob.get('oldest_age_s'))}")
+    out.append(f"UPLINK: {up.get('state', 'offline (no [uplink])')}   OUTBOX: {ob.get('pending', '-')} "
+               f"undelivered, oldest {_age(ob.get('oldest_pending_age_s'))}"
+               + (f", last error: {ob['last_error']}" if ob.get("last_error") else ""))
     return "\n".join(out)
 
 

@@ -1,0 +1,221 @@
+"""`gateway run`: wires the flow together.
+
+    bus loops ─► SafetyLoop (rules, sirens)            the safety path: no disk, no network
+       │              └─► sinks ─► Recorder ─► Outbox ─► Uplink
+       └─► Recorder (telemetry)
+    control socket ─► the same SafetyLoop commands;  watchdog fed only while every loop beats
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import signal
+import threading
+import time
+
+from gateway import __version__
+from gateway.acquire import Acquisition
+from gateway.alarm_state import AlarmStateFile
+from gateway.config.model import Config
+from gateway.errors import GatewayError, OutboxError
+from gateway.events import event_of
+
+log = logging.getLogger("gateway.daemon")
+SUPERVISE_S = 0.5
+LOOP_FRESH_S = 3.0  # a loop whose heartbeat is older than this is hung: its heart is not beaten
+
+
+class Daemon:
+    def __init__(self, cfg: Config, gpio=None):
+        self.cfg = cfg
+        self.started_mono = time.monotonic()
+        os.makedirs(cfg.gateway.data_dir, exist_ok=True)
+        self.events = collections.deque(maxlen=1000)
+        self._events_cv = threading.Condition()
+        self.state_file = AlarmStateFile(cfg.gateway.data_dir)
+        self._gpio = gpio
+        self.recorder = self.outbox = self.uplink = self.control = None
+        self._stop = threading.Event()
+        self.request_reload = None  # set by run_daemon: callable(new_config)
+        self._supervisor: threading.Thread | None = None
+
+    # -- wiring ---------------------------------------------------------------------------
+    def start(self) -> "Daemon":
+        from drivers.gpio import open_gpio
+        from gateway.act.loop import SafetyLoop
+        from gateway.act.safety import SafetyCore
+        from gateway.notify import Watchdog
+
+        cfg = self.cfg
+        if self._gpio is None:
+            self._gpio = open_gpio(cfg.gpio)
+        self._open_outbox()
+        self.safety = SafetyLoop(SafetyCore.from_config(cfg, self._gpio),
+                                 on_transition=self._on_transition, on_state=self.state_file.save)
+        self.safety.start()
+        snapshot = self.state_file.load()
+        if snapshot:
+            self.safety.restore(snapshot)  # sounds on the loop's first iteration, before any poll
+            log.warning("restored active alarms from %s", self.state_file.path)
+        self.acquisition = Acquisition(cfg, self._on_reading)
+        self.acquisition.start()
+        self._start_uplink()
+        self._start_control()
+        self.watchdog = Watchdog()
+        self._hearts = {name: self.watchdog.register(name, period_s=1.0)
+                        for name in [*self.acquisition.heartbeats(), "safety"]}
+        self.watchdog.start()
+        self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
+        self._supervisor.start()
+        self.watchdog.ready(f"{len(cfg.sensors)} sensors on {len(self.acquisition.loops)} buses")
+        log.info("gateway %s %s running: %d sensors, %d rules, %d outputs", cfg.gateway.id, __version__,
+                 len(cfg.sensors), len(cfg.rules), len(cfg.outputs))
+        return self
+
+    def _open_outbox(self) -> None:
+        from gateway.record import Outbox, Recorder, TelemetryAggregator
+
+        path = os.path.join(self.cfg.gateway.data_dir, "outbox.sqlite")
+        try:
+            self.outbox = Outbox(path, self.cfg.gateway.id, self.cfg.outbox)
+        except OutboxError as e:  # sirens must not depend on the disk: run, say it loudly
+            log.error("OUTBOX UNAVAILABLE, events are not being kept: %s", e)
+            return
+        tele = TelemetryAggregator(self.cfg.outbox.telemetry_period_s, self.cfg.outbox.deadband)
+        self.recorder = Recorder(self.outbox, tele).start()
+
+    def _start_uplink(self) -> None:
+        if self.cfg.uplink is None or self.outbox is None:
+            return
+        from gateway.sync.uplink import Uplink
+
+        birth = {"firmware": __version__, "config_hash": self.cfg.text_hash, "sensors": list(self.cfg.sensors)}
+        self.uplink = Uplink(self.cfg.uplink, self.outbox, self.cfg.gateway.id, birth)
+        self.uplink.start()
+
+    def _start_control(self) -> None:
+        from gateway.control import ControlServer, default_socket_path
+        from gateway.control_handlers import handlers
+
+        path = self.cfg.gateway.control_socket or default_socket_path(self.cfg.gateway.data_dir)
+        plain, streams = handlers(self)
+        try:
+            self.control = ControlServer(path, plain, streams).start()
+        except (OSError, GatewayError) as e:
+            log.error("control socket %s unavailable (%s): the CLI cannot reach this daemon", path, e)
+
+    # -- the flow ------------------------------------------------------------------------
+    def _on_reading(self, r) -> None:
+        self.safety.submit(r)  # first: the siren does not wait for the telemetry queue
+        if self.recorder is not None:
+            self.recorder.reading(r)
+
+    def _on_transition(self, t) -> None:
+        """Runs on the safety loop's transition sink thread, never on the safety loop."""
+        type_, fields = event_of(t)
+        if self.recorder is not None:
+            self.recorder.submit(type_, fields, t.ts)
+        with self._events_cv:
+            self.events.append({"type": type_, "ts": _iso(t.ts), **fields})
+            self._events_cv.notify_all()
+
+    def _supervise(self) -> None:
+        while not self._stop.wait(SUPERVISE_S):
+            now = time.monotonic()
+            beats = dict(self.acquisition.heartbeats(), safety=self.safety.heartbeat)
+            for name, last in beats.items():
+                if now - last < LOOP_FRESH_S:
+                    self._hearts[name].beat()
+
+    # -- queries for the control socket ---------------------------------------------------
+    def status(self) -> dict:
+        now = time.monotonic()
+        sensors = []
+        for r in self.acquisition.latest(now):
+            d = r.as_dict()
+            d["age_s"] = round(now - r.mono, 1)
+            sensors.append(d)
+        order = {n: i for i, n in enumerate(self.cfg.sensors)}
+        sensors.sort(key=lambda d: order.get(d["sensor"], 0))
+        safety = self.safety.status()
+        st = {"gateway": self.cfg.gateway.id, "firmware": __version__, "config_hash": self.cfg.text_hash,
+              "uptime_s": round(now - self.started_mono, 1), "sensors": sensors,
+              "alarms": safety.get("alarms", []), "outputs": safety.get("outputs", {}),
+              "devices": {n: s.as_dict() for n, s in self.acquisition.stats().items()},
+              "uplink": self.uplink.status() if self.uplink else {"state": "offline (no [uplink])"},
+              "outbox": self._outbox_stats(),
+              "watchdog_stale": [n for n, _ in self.watchdog.stale()]}
+        return st
+
+    def _outbox_stats(self) -> dict:
+        if self.outbox is None:
+            return {"state": "unavailable"}
+        try:
+            return self.outbox.stats()
+        except OutboxError as e:
+            return {"state": "error", "last_error": str(e)}
+
+    def wait_events(self, after: int, timeout: float) -> list[dict]:
+        with self._events_cv:
+            self._events_cv.wait_for(lambda: len(self.events) > after or self._stop.is_set(), timeout)
+            return list(self.events)
+
+    # -- shutdown -----------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+        self.watchdog.stopping()
+        if self.control:
+            self.control.stop()
+        self.acquisition.stop()
+        # A clean stop must not forget what was sounding: the state file is left as it is so the
+        # next start sounds it again (a stop is not an acknowledgement).
+        self.safety.stop()
+        if self.uplink:
+            self.uplink.stop()
+        if self.recorder:
+            self.recorder.stop()
+        if self.outbox:
+            self.outbox.close()
+        self.watchdog.stop()
+        cleanup = getattr(self._gpio, "cleanup", None)
+        if cleanup:
+            cleanup()
+        log.info("gateway stopped")
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
+def run_daemon(cfg: Config) -> int:
+    wake = threading.Event()
+    pending: list[Config] = []
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: (stopping.append(1), wake.set()))
+    signal.signal(signal.SIGINT, lambda *_: (stopping.append(1), wake.set()))
+
+    def reload(new: Config) -> None:
+        pending.append(new)
+        wake.set()
+
+    d = Daemon(cfg)
+    d.request_reload = reload
+    d.start()
+    try:
+        while True:
+            wake.wait()
+            wake.clear()
+            if stopping:
+                return 0
+            if pending:
+                new = pending.pop()
+                log.warning("reloading configuration %s", new.path)
+                # Active alarms are in the state file: the new daemon sounds them again at once.
+                d.stop()
+                d = Daemon(new)
+                d.request_reload = reload
+                d.start()
+    finally:
+        d.stop()
