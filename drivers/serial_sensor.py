@@ -38,6 +38,11 @@ def parse_a02yyuw(buf: bytes) -> tuple[list[dict[str, float]], int, bytes]:
         if n - i < 4:
             return frames, bad, buf[i:]
         high, low, total = buf[i + 1], buf[i + 2], buf[i + 3]
+        if high == 0xFF:
+            # FF FF 00 FE checks out as 65280 mm, yet the sensor stops at 4500 mm: the
+            # second 0xFF is the real frame start (a bad frame before it, or noise).
+            i += 1
+            continue
         if (0xFF + high + low) & 0xFF == total:
             frames.append({"distance": float(high * 256 + low)})
             i += 4
