@@ -225,3 +225,20 @@ def test_shutdown_turns_every_output_off():
 def test_a_rule_sounding_an_unknown_output_is_refused():
     with pytest.raises(ConfigError, match="unknown output 'garage-siren'"):
         make(rules=(WATER,), outputs=(SOUNDER,))
+
+
+def test_ack_button_acknowledges_every_alarm_and_clears_a_gone_smoke():
+    ack = Input("ack-button", 5, action="ack", active_low=False, debounce_ms=0)
+    pins, core = make(inputs=(ack,))
+    core.feed(rd(SMOKE, 1, 0))
+    feed(core, WATER, [(t, 45) for t in range(0, 4)])
+    core.feed(rd(SMOKE, 0, 4))  # smoke gone, latched; water still red
+    pins.press(5)  # to 3V3: pressed = HIGH
+    step = core.tick(5.0)
+    assert sorted((t.alarm_id, t.kind) for t in step.transitions) == [
+        ("garage-b2-water.level#1", "acknowledged"),
+        ("stair-2-smoke.status#1", "acknowledged"), ("stair-2-smoke.status#1", "cleared")]
+    assert [(r.output, r.on, r.reason) for r in step.relays] == [("garage-siren", False, "silenced"),
+                                                                 ("stair-sounder", False, "alarm")]
+    assert pins.values(17) == [OFF, ON, OFF]
+    assert [(a.id, a.state) for a in core.book.active()] == [("garage-b2-water.level#1", "acknowledged")]

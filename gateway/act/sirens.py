@@ -22,7 +22,7 @@ class RelayChange:
     on: bool
     level: str | None
     pattern: str | None
-    reason: str  # alarm (the demand changed) | pulse | test | no pattern | shutdown
+    reason: str  # alarm (the demand changed) | pulse | silenced | test | no pattern | shutdown
     mono: float
 
     def describe(self) -> str:
@@ -62,8 +62,9 @@ class Siren:
     def name(self) -> str:
         return self.output.name
 
-    def drive(self, level: str | None, now: float) -> RelayChange | None:
-        """Sound `level` (None: nothing asks for this output). Raises OutputError if the relay
+    def drive(self, level: str | None, now: float, silenced: bool = False) -> RelayChange | None:
+        """Sound `level` (None: nothing asks for this output; `silenced`: because the alarms
+        that would are silenced). Raises OutputError if the relay
         cannot be switched; `on` then keeps the old state, so the next call retries."""
         if self.test_until is not None and now >= self.test_until:
             self.test_until = None
@@ -80,7 +81,7 @@ class Siren:
         if self.test_until is not None:
             want, reason = True, "test"
         elif pattern is None:
-            want, reason = False, "alarm" if level is None else "no pattern"
+            want, reason = False, "silenced" if silenced else "alarm" if level is None else "no pattern"
         else:
             want = _phase_on(pattern, now - self.phase_start)
             reason = "pulse" if now > self.phase_start else "alarm"
@@ -116,6 +117,7 @@ class Sirens:
         self._gpio = gpio
         self._sirens = {o.name: Siren(o, gpio) for o in outputs}
         self._demand: dict[str, tuple[str | None, list[str]]] = {}
+        self._muted: set[str] = set()
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -127,8 +129,10 @@ class Sirens:
     def update(self, alarms, now: float) -> SirenReport:
         """Drive every output from `alarms` (gateway.decide.Alarm)."""
         demand: dict[str, tuple[int, list[str]]] = {}
+        muted: set[str] = set()
         for a in alarms:
             if a.silenced:
+                muted.update(a.rule.sound)
                 continue
             r = rank(a.level)
             for name in a.rule.sound:
@@ -137,6 +141,7 @@ class Sirens:
                 if r > best:
                     demand[name] = (r, ids)
         self._demand = {n: (level_at(r), ids) for n, (r, ids) in demand.items()}
+        self._muted = muted
         return self._drive(now)
 
     def _drive(self, now: float) -> SirenReport:
@@ -144,7 +149,7 @@ class Sirens:
         for name, siren in self._sirens.items():
             level, ids = self._demand.get(name, (None, []))
             try:
-                change = siren.drive(level, now)
+                change = siren.drive(level, now, silenced=name in self._muted)
             except OutputError as e:
                 rep.problems.append(f"output {name}: {e}")
                 continue

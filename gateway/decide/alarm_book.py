@@ -108,6 +108,8 @@ class AlarmBook:
             p.quality = GOOD
             out.append(self._point_event(p, RECOVERED, GOOD, None, value, reading.mono, reading.ts))
         p.value, p.unit, p.mono = value, reading.unit, reading.mono
+        if p.alarm is not None:
+            p.alarm.value, p.alarm.unit = value, reading.unit  # status shows the value now, not at the raise
         p.condition.observe(value, reading.mono, rank(p.alarm.level) if p.alarm else 0)
         out += self._settle(p, reading.mono, reading.ts)
         return out

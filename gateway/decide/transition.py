@@ -60,10 +60,10 @@ class Transition:
         head = f"alarm {self.alarm_id or self.rule} {self.kind}"
         if self.kind in (FAULT, RECOVERED):
             head = f"point {self.rule} {self.kind}" + (f" ({self.state}: {self.detail})" if self.detail else f" ({self.state})")
-            return head + (f", alarm {self.alarm_id} stays {self.level}" if self.alarm_id else "")
+            return head + (f", alarm {self.alarm_id} is {self.level}" if self.alarm_id else "")
         lv = self.level if self.previous in (None, self.level) else f"{self.previous}->{self.level}"
         if self.kind == CLEARED:
-            lv = f"was {self.previous}"
+            lv = f"none (was {self.previous})"
         val = "" if self.value is None else f" value={self.value:g}{(' ' + self.unit) if self.unit else ''}"
         by = f" by {self.by}" if self.by else ""
         return f"{head} level={lv}{val} state={self.state}{by}"
