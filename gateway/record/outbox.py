@@ -243,7 +243,7 @@ class Outbox:
             return
         if self.housekeep() and not self._over():
             return
-        need = max(self._over(), self._evict_chunk)
+        need = max(self._over() + 1, self._evict_chunk)  # +1: room for the gap event itself
         try:
             with self.db.atomic():
                 gone = [r[0] for r in self.db.execute(

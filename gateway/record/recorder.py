@@ -34,7 +34,7 @@ class Recorder:
 
     def __init__(self, outbox: Outbox, telemetry: TelemetryAggregator | None = None, *,
                  queue_max: int = 100_000, batch_max: int = 2000, held_max: int = 10_000,
-                 retry_s: float = 1.0, on_error=None):
+                 retry_s: float = 1.0, on_error=None, health=None, status_period_s: float = 60.0):
         self.outbox = outbox
         self.telemetry = telemetry
         self._queue: queue.Queue = queue.Queue(maxsize=queue_max)
@@ -43,6 +43,9 @@ class Recorder:
         self._held_max = held_max
         self._retry_s = retry_s
         self._on_error = on_error  # called (from this thread) with the OutboxError on the first failure
+        self._health = health  # callable -> `status` event fields, recorded every status_period_s
+        self._status_period = status_period_s
+        self._next_status = time.monotonic() + status_period_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._done = threading.Condition()
@@ -119,6 +122,9 @@ class Recorder:
             events = self._to_events(items)
             if self.telemetry is not None:
                 events += [Event(envelope.TELEMETRY, f) for f in self.telemetry.due()]
+            if self._health is not None and time.monotonic() >= self._next_status:
+                self._next_status = time.monotonic() + self._status_period
+                events.append(Event(envelope.STATUS, self._health()))
             stopping = self._stop.is_set() and self._queue.empty()
             if stopping and self.telemetry is not None:
                 events += [Event(envelope.TELEMETRY, f) for f in self.telemetry.flush()]
@@ -167,7 +173,7 @@ class Recorder:
             log.warning("outbox writable again; %d telemetry/status events were dropped while it was not",
                         self.dropped_unwritable)
             self.failing = None
-            self._write([Event(envelope.FAULT, {"component": "outbox", "state": "cleared", "reason": "unwritable",
+            self._write([Event(envelope.FAULT, {"component": "outbox", "state": "recovered", "reason": "unwritable",
                                                 "dropped": self.dropped_unwritable})])
 
     def _failed(self, error: OutboxError, batch: list[Event]) -> None:
@@ -177,7 +183,7 @@ class Recorder:
             # loud once, not once per batch: the journal must stay readable during a disk-full day
             log.error("OUTBOX NOT WRITABLE - events are held in memory, telemetry dropped: %s", error)
             self.failing = error
-            batch = [Event(envelope.FAULT, {"component": "outbox", "state": "raised", "reason": "unwritable",
+            batch = [Event(envelope.FAULT, {"component": "outbox", "state": "fault", "reason": "unwritable",
                                             "detail": str(error)})] + batch
             if self._on_error is not None:
                 try:

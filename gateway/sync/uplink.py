@@ -344,7 +344,7 @@ class Uplink:
                   row.seq, row.type, self.address, reason)
         try:
             self.outbox.mark_failed(row.seq, reason)
-            self.outbox.add(envelope.FAULT, {"component": "uplink", "state": "raised",
+            self.outbox.add(envelope.FAULT, {"component": "uplink", "state": "fault",
                                              "reason": "message_refused", "detail": reason,
                                              "failed_seq": row.seq, "failed_type": row.type})
         except OutboxError as e:
