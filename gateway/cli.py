@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `gateway check | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
 
 
 def _load(args):

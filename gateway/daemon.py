@@ -17,6 +17,7 @@ import time
 
 from gateway import __version__
 from gateway.acquire import Acquisition
+from gateway.acquire.quality import QualityWatch
 from gateway.alarm_state import AlarmStateFile
 from gateway.config.model import Config
 from gateway.errors import GatewayError, OutboxError
@@ -59,6 +60,7 @@ class Daemon:
         if snapshot:
             self.safety.restore(snapshot)  # sounds on the loop's first iteration, before any poll
             log.warning("restored active alarms from %s", self.state_file.path)
+        self._quality = QualityWatch({(r.sensor, r.point) for r in cfg.rules})
         self.acquisition = Acquisition(cfg, self._on_reading)
         self.acquisition.start()
         self._start_uplink()
@@ -111,15 +113,21 @@ class Daemon:
         self.safety.submit(r)  # first: the siren does not wait for the telemetry queue
         if self.recorder is not None:
             self.recorder.reading(r)
+        change = self._quality.change(r)
+        if change is not None:
+            self._record("fault", change, r.ts)
+
+    def _record(self, type_: str, fields: dict, ts: float) -> None:
+        if self.recorder is not None:
+            self.recorder.submit(type_, fields, ts)
+        with self._events_cv:
+            self.events.append({"type": type_, "ts": _iso(ts), **fields})
+            self._events_cv.notify_all()
 
     def _on_transition(self, t) -> None:
         """Runs on the safety loop's transition sink thread, never on the safety loop."""
         type_, fields = event_of(t)
-        if self.recorder is not None:
-            self.recorder.submit(type_, fields, t.ts)
-        with self._events_cv:
-            self.events.append({"type": type_, "ts": _iso(t.ts), **fields})
-            self._events_cv.notify_all()
+        self._record(type_, fields, t.ts)
 
     def _supervise(self) -> None:
         while not self._stop.wait(SUPERVISE_S):

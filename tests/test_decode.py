@@ -91,3 +91,16 @@ def test_gaps_and_functions_split_requests_and_125_limit():
     reqs = plan_requests(many)
     assert [r.count for r in reqs] == [125, 125, 50]
     assert [r.address for r in reqs] == [0, 125, 250]
+
+
+def test_quality_watch_reports_each_change_once_and_skips_ruled_points():
+    from gateway.acquire.quality import QualityWatch
+    from gateway.reading import Reading
+
+    w = QualityWatch({("s", "ruled")})
+    bad = Reading("s", "p", None, "", "fault", 0.0, 0.0, "timeout: no reply")
+    good = Reading("s", "p", 1, "", "good", 0.0, 0.0)
+    assert w.change(good) is None
+    assert w.change(bad)["state"] == "fault" and w.change(bad) is None
+    assert w.change(good)["state"] == "recovered" and w.change(good) is None
+    assert w.change(Reading("s", "ruled", None, "", "fault", 0.0, 0.0, "x")) is None
