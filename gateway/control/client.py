@@ -118,6 +118,10 @@ def _send(sock: socket.socket, path: str, cmd: str, args: dict | None, timeout: 
         sock.sendall(p.encode({"cmd": cmd, "args": args or {}}))
     except (socket.timeout, TimeoutError):
         raise ControlTimeout(path, timeout) from None
+    except (BrokenPipeError, ConnectionResetError):
+        # The daemon may have answered and hung up before reading us (busy): the reply is
+        # still waiting in our receive queue, so read it instead of failing here.
+        pass
     except OSError as exc:
         raise ControlError(f"the gateway daemon hung up on {path}: {exc.strerror or exc}") from None
 

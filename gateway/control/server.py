@@ -112,6 +112,8 @@ class ControlServer:
         self._accept_thread: threading.Thread | None = None
         self._clients: dict[threading.Thread, socket.socket] = {}
         self._clients_lock = threading.Lock()
+        self._refusing = 0
+        self._threads: set[threading.Thread] = set()  # every client thread not yet joined, for stop()
 
     # -- life cycle ---------------------------------------------------------------------------
     def start(self) -> "ControlServer":
@@ -129,14 +131,16 @@ class ControlServer:
         if self._accept_thread:
             self._accept_thread.join(timeout)
         with self._clients_lock:
-            clients = list(self._clients.items())
-        for _, conn in clients:
+            conns = list(self._clients.values())
+            threads = list(self._threads)
+        for conn in conns:
             try:
                 conn.shutdown(socket.SHUT_RDWR)  # wakes the client thread out of recv/select
             except OSError:
                 log.debug("control client already gone at stop")
-        for thread, _ in clients:
-            thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 log.warning("control client thread %s did not finish within %.1f s (a stream handler "
                             "that never checks stream.alive()?)", thread.name, timeout)
@@ -257,15 +261,33 @@ class ControlServer:
                 thread = threading.Thread(target=self._serve, args=(conn,), daemon=True,
                                           name=f"control-client-{conn.fileno()}")
                 self._clients[thread] = conn
+                self._threads = {t for t in self._threads if t.is_alive()}
+                self._threads.add(thread)
         if full:
-            try:
-                conn.setblocking(False)
-                conn.send(p.encode(p.error("the gateway daemon is busy serving other clients; try again", p.BUSY)))
-            except OSError:
-                log.debug("could not tell a refused control client that we are busy")
-            conn.close()
+            self._refuse(conn)
             return
         thread.start()
+
+    def _refuse(self, conn: socket.socket) -> None:
+        """Tell a client over the limit that we are busy. The reply is sent and the connection drained
+        in a short-lived thread (closing on unread input would reset the reply away); past a second
+        limit of such threads, a flood just gets closed."""
+        with self._clients_lock:
+            if self._refusing >= self.max_clients:
+                conn.close()
+                return
+            self._refusing += 1
+
+        def refuse() -> None:
+            try:
+                self._reply(conn, p.error("the gateway daemon is busy serving other clients; try again", p.BUSY))
+                _hang_up(conn)
+            finally:
+                conn.close()
+                with self._clients_lock:
+                    self._refusing -= 1
+
+        threading.Thread(target=refuse, name="control-busy", daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
         buf = bytearray()
