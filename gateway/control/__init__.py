@@ -22,7 +22,8 @@ from gateway.errors import ControlError
 from .client import call, permission_denied, stream
 from .errors import BadRequest, ControlTimeout, DaemonNotRunning, RemoteError, SocketPermissionDenied, require
 from .protocol import MAX_REQUEST_BYTES, client_socket_path, default_socket_path
-from .server import ControlServer, Stream
+from .server import ControlServer
+from .streaming import Stream
 
 __all__ = [
     "BadRequest", "ControlError", "ControlServer", "ControlTimeout", "DaemonNotRunning", "MAX_REQUEST_BYTES",

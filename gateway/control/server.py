@@ -12,7 +12,6 @@ import grp
 import json
 import logging
 import os
-import select
 import selectors
 import socket
 import stat
@@ -24,67 +23,17 @@ from gateway import __version__
 from gateway.errors import ControlError, GatewayError
 
 from . import protocol as p
+from .streaming import Stream, hang_up
 
 log = logging.getLogger("gateway.control")
 
 Handler = Callable[[dict], object]
-StreamHandler = Callable[[dict, "Stream"], None]
+StreamHandler = Callable[[dict, Stream], None]
 _SUN_PATH_MAX = 107  # sockaddr_un.sun_path is 108 bytes including the NUL
 
 
 class _TooLarge(Exception):
     """Internal signal: the client sent more than MAX_REQUEST_BYTES without a newline."""
-
-
-class Stream:
-    """What a stream handler writes to: `stream(item) -> bool` sends one item and says whether the
-    client is still there. `alive()` and `wait(seconds)` let a quiet follow notice a client that hung
-    up (or a server that stops) without having anything to send."""
-
-    def __init__(self, conn: socket.socket, stopping: threading.Event, send_timeout_s: float):
-        self._conn = conn
-        self._stopping = stopping
-        self._send_timeout_s = send_timeout_s
-        self._gone = False
-
-    def __call__(self, item: object) -> bool:
-        if not self.alive():
-            return False
-        return self.send(p.ok(item))
-
-    def send(self, message: dict) -> bool:
-        data = p.encode(message)  # a TypeError here is the handler's bug: it surfaces as "internal error"
-        if self._gone:
-            return False
-        try:
-            self._conn.settimeout(self._send_timeout_s)
-            self._conn.sendall(data)
-            return True
-        except OSError as exc:  # timeout (client not reading), EPIPE, reset: drop the client, keep serving
-            log.info("control client dropped while streaming: %s", exc)
-            self._gone = True
-            return False
-
-    def alive(self) -> bool:
-        if self._gone or self._stopping.is_set():
-            return False
-        return self._peer_still_there(0)
-
-    def wait(self, seconds: float) -> bool:
-        """Sleep up to `seconds`, returning early (False) when the client hangs up or the server stops."""
-        if self._gone or self._stopping.is_set():
-            return False
-        return self._peer_still_there(seconds) and not self._stopping.is_set()
-
-    def _peer_still_there(self, seconds: float) -> bool:
-        try:
-            readable, _, _ = select.select([self._conn], [], [], seconds)
-            # Readable on a stream we never read from again means EOF (hang-up) or junk; peek to tell
-            if readable and self._conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
-                self._gone = True
-        except (OSError, ValueError):  # reset, or the socket was shut down by stop()
-            self._gone = True
-        return not self._gone
 
 
 class ControlServer:
@@ -281,7 +230,7 @@ class ControlServer:
         def refuse() -> None:
             try:
                 self._reply(conn, p.error("the gateway daemon is busy serving other clients; try again", p.BUSY))
-                _hang_up(conn)
+                hang_up(conn)
             finally:
                 conn.close()
                 with self._clients_lock:
@@ -297,7 +246,7 @@ class ControlServer:
                     line = self._read_line(conn, buf)
                 except _TooLarge:
                     self._reply(conn, p.error(f"request larger than {p.MAX_REQUEST_BYTES} bytes", p.TOO_LARGE))
-                    _hang_up(conn)  # no way to find the next request boundary in a flood
+                    hang_up(conn)  # no way to find the next request boundary in a flood
                     return
                 except OSError as exc:  # idle past the deadline, reset, shut down by stop()
                     log.debug("control client read ended: %s", exc)
@@ -391,24 +340,6 @@ class ControlServer:
 
     def _ping(self, args: dict) -> dict:
         return {"pid": os.getpid(), "version": __version__}
-
-
-def _hang_up(conn: socket.socket, linger_s: float = 0.5, drain_max: int = 1 << 20) -> None:
-    """Close after an error reply without losing it: closing with unread input makes the kernel
-    send a reset, which throws away the reply the client has not read yet. So stop writing, and
-    swallow what the client still sends for a moment before the caller closes."""
-    try:
-        conn.shutdown(socket.SHUT_WR)
-        deadline = time.monotonic() + linger_s
-        drained = 0
-        while drained < drain_max and (left := deadline - time.monotonic()) > 0:
-            conn.settimeout(left)
-            chunk = conn.recv(65536)
-            if not chunk:
-                return
-            drained += len(chunk)
-    except OSError as exc:  # timed out or reset while draining: the reply went out as far as it could
-        log.debug("control client hang-up: %s", exc)
 
 
 def _error_reply(exc: GatewayError) -> dict:
