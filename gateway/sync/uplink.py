@@ -224,7 +224,9 @@ class Uplink:
 
     def _session(self) -> None:
         self.attempts += 1
-        self._state = "connecting"
+        if self._last_error is None:
+            # after a failure the state keeps naming it (tls_error, refused...) until online again
+            self._state = "connecting"
         self._connack = None
         client = self._client()
         try:
@@ -257,7 +259,8 @@ class Uplink:
                     raise _uplink_error("unreachable", f"no CONNACK from {self.address} within "
                                                        f"{self._connack_timeout:.0f} s{hint}")
         except ssl.SSLError as e:
-            raise _uplink_error("tls_error", f"TLS with {self.address} failed: {e.reason or e}") from e
+            detail = getattr(e, "verify_message", None) or str(e)
+            raise _uplink_error("tls_error", f"TLS with {self.address} failed: {e.reason}: {detail}") from e
         except OSError as e:
             raise _uplink_error("unreachable", f"cannot reach broker {self.address}: {e}") from e
         reason, _props = self._connack
