@@ -4,6 +4,8 @@ type without a backend is a configuration error, never a silent fake."""
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Protocol
 
 from gateway.config.model import Bus
@@ -24,6 +26,13 @@ EXCEPTION_NAMES = {
     10: "gateway path unavailable",
     11: "gateway target device failed to respond",
 }
+
+
+def quiet_pymodbus() -> None:
+    """pymodbus logs every timeout at ERROR with a frame dump; our DeviceFault already says
+    it once, per device, where it is counted. Its own log stays available with DEBUG=1."""
+    if not os.environ.get("DEBUG"):
+        logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
 def exception_detail(code: int) -> str:

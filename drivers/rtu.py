@@ -16,7 +16,7 @@ from pymodbus.framer import FramerRTU
 from pymodbus.pdu import DecodePDU
 from pymodbus.pdu.register_message import ReadHoldingRegistersRequest, ReadInputRegistersRequest
 
-from drivers.modbus import check_request, exception_detail
+from drivers.modbus import check_request, exception_detail, quiet_pymodbus
 from gateway.errors import BusError, DeviceFault
 
 try:
@@ -71,6 +71,8 @@ class RtuLink:
         self._serial: serial.SerialBase | None = None
         self._decoder = DecodePDU(False)
         self._quiet_since = 0.0  # when the line last went silent (monotonic)
+        self._last_rx = 0.0  # last byte of the current transaction on the line
+        quiet_pymodbus()
 
     def __repr__(self) -> str:
         return f"RtuLink({self.name!r}, {self.port!r}, {self.baudrate} {self.bytesize}{self.parity}{self.stopbits})"
@@ -143,12 +145,14 @@ class RtuLink:
         # The timeout is the slave's allowance; the wire time of both frames comes on top
         # (a 125-register reply alone takes 290 ms at 9600 baud).
         expected = 5 + 2 * count
-        deadline = (time.monotonic() + timeout
-                    + wire_time_s(len(request) + expected, self.baudrate, self.char_bits))
+        sent = time.monotonic()
+        deadline = sent + timeout + wire_time_s(len(request) + expected, self.baudrate, self.char_bits)
+        # The gap runs from the last byte on the line: our request, or the last reply byte.
+        self._last_rx = sent + wire_time_s(len(request), self.baudrate, self.char_bits)
         try:
             return self._read_reply(unit, function, count, deadline, timeout)
         finally:
-            self._quiet_since = time.monotonic()
+            self._quiet_since = self._last_rx
 
     def _read_reply(self, unit: int, function: int, count: int, deadline: float,
                     timeout: float) -> list[int]:
@@ -192,7 +196,10 @@ class RtuLink:
             if left <= 0:
                 break
             port.timeout = left
-            buf += port.read(n - len(buf))
+            chunk = port.read(n - len(buf))
+            if chunk:
+                self._last_rx = time.monotonic()
+                buf += chunk
         return bytes(buf)
 
     def _drain_hex(self, head: bytes, deadline: float) -> str:
@@ -209,6 +216,7 @@ class RtuLink:
             chunk = port.read(256)
             if not chunk:
                 break
+            self._last_rx = time.monotonic()
             junk += chunk
         shown = junk[:16].hex(" ")
         return shown + (f" ... ({len(junk)} bytes)" if len(junk) > 16 else "")

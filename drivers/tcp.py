@@ -6,7 +6,7 @@ from __future__ import annotations
 from pymodbus.client import ModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 
-from drivers.modbus import check_request, exception_detail
+from drivers.modbus import check_request, exception_detail, quiet_pymodbus
 from gateway.errors import BusError, DeviceFault
 
 
@@ -21,6 +21,7 @@ class TcpLink:
         self._client: ModbusTcpClient | None = None
         self._unit = 0
         self._junk = False  # bytes came that were not a frame for the unit asked
+        quiet_pymodbus()
 
     def __repr__(self) -> str:
         return f"TcpLink({self.name!r}, {self.host}:{self.port})"

@@ -25,13 +25,15 @@ from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from drivers.modbus import quiet_pymodbus
 from drivers.rtu import frame_gap_s, wire_time_s
 from drivers.sim.registers import device_registers, encode_point
 from gateway.config.model import Profile
 from gateway.errors import BusError
 
 BEHAVIOURS = ("normal", "dead", "slow", "garbage", "bad_crc", "exception", "short")
-GATEWAY_TARGET_FAILED = 11  # what a Modbus TCP gateway answers for a unit it cannot reach
+GATEWAY_TARGET_FAILED = 11
+_COARSE_S = 0.002  # asyncio sleeps the bulk of a delay, precise sleeping does the rest  # what a Modbus TCP gateway answers for a unit it cannot reach
 
 
 @dataclass
@@ -96,6 +98,7 @@ class SimBus:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: ModbusTcpServer | ModbusSerialServer | None = None
+        quiet_pymodbus()
 
     @classmethod
     def tcp(cls, host: str = "127.0.0.1", port: int = 0, **kw) -> SimBus:
@@ -271,9 +274,15 @@ class SimBus:
             delay_until += float(arg)
         if self.wire_timing and behaviour != "dead":
             delay_until = max(delay_until, self._rx_at + self._wire_delay(behaviour, count))
-        wait = delay_until - asyncio.get_running_loop().time()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        loop = asyncio.get_running_loop()
+        if delay_until - loop.time() > _COARSE_S:
+            await asyncio.sleep(delay_until - loop.time() - _COARSE_S)
+        if self.wire_timing and (left := delay_until - loop.time()) > 0:
+            # asyncio wakes up to ~1 ms late (epoll rounds to ms): that would be billed to
+            # the master under test. The last stretch blocks the loop, as a UART would.
+            time.sleep(left)
+        elif (left := delay_until - loop.time()) > 0:
+            await asyncio.sleep(left)
 
     def _wire_delay(self, behaviour: str, count: int) -> float:
         """Request on the wire, t3.5, reply on the wire: a pty delivers instantly."""
