@@ -8,6 +8,7 @@ import time
 
 import pytest
 import serial
+from pymodbus.framer import FramerRTU
 
 from drivers.modbus import open_link
 from drivers.rtu import RtuLink, crc_ok, frame_gap_s
@@ -95,7 +96,7 @@ def test_unit_0x1a_vector_on_the_wire(link, peer):
 
 def test_read_value_request_vector_on_the_wire(link, peer):
     reply = bytes.fromhex("01 03 02 00 7B")
-    reply += __import__("pymodbus.framer", fromlist=["FramerRTU"]).FramerRTU.compute_CRC(reply).to_bytes(2, "big")
+    reply += FramerRTU.compute_CRC(reply).to_bytes(2, "big")
     t = peer.serve(1, lambda req: reply)
     assert link.read_registers(1, 3, 4, 1, timeout=0.5, retries=0) == [123]
     t.join(2)
@@ -130,8 +131,6 @@ def test_raw_bad_replies_are_classified(link, peer, reply, reason):
 
 
 def test_wrong_byte_count_with_good_crc_is_bytecount(link, peer):
-    from pymodbus.framer import FramerRTU
-
     body = bytes.fromhex("1A 03 04 00 01 00 02")  # two registers for a one-register request
     t = peer.serve(1, lambda req: body + FramerRTU.compute_CRC(body).to_bytes(2, "big"))
     with pytest.raises(DeviceFault) as err:
