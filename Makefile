@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEBS := mosquitto socat
 
-.PHONY: test demo bench deps venv check-demo clean
+.PHONY: test demo bench deps venv check-demo install clean
 
 # Debian packages the tests need: mosquitto (a real broker) and socat (pty pairs for RTU).
 deps:
@@ -39,6 +39,10 @@ bench: deps venv
 
 check-demo: venv
 	$(BIN)/gateway check -c config/demo.toml
+
+# On the Pi: user, venv in /opt/community-gateway, GPIO library, config (if none), systemd unit.
+install:
+	sudo systemd/install.sh
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

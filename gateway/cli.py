@@ -48,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", action="store_true")
     p.add_argument("--json", action="store_true")
     cmd("reload", "re-validate the config file and apply it (a bad file changes nothing)")
+    p = cmd("scan", "find Modbus devices on a bus (the daemon must be stopped: it owns the ports)")
+    p.add_argument("bus", help="bus name from the config")
+    p.add_argument("--units", default="1-247", help="unit ids, e.g. 1-247 or 1,5,10-20")
+    p.add_argument("--baud", default=None, help="baud rates to try, e.g. 9600,19200 (default: the bus's)")
+    p.add_argument("--timeout", type=float, default=0.1, help="seconds to wait for each unit")
     return ap
 
 
@@ -94,6 +99,10 @@ def _dispatch(args) -> int:
         from gateway.sim.runner import run_sim
 
         return run_sim(_load(args), args.scenario, speed=args.speed, duration=args.duration)
+    if args.command == "scan":
+        from gateway.scan import run_scan
+
+        return run_scan(_load(args), args.bus, args.units, args.baud, args.timeout)
     if args.command == "run":
         from gateway.daemon import run_daemon
 
