@@ -101,7 +101,9 @@ def scan(bus: Bus, units: list[int], bauds: list[int | None], timeout: float, pr
                 try:
                     found.append(Found(u, baud, _read_head(link, u, timeout), "answers"))
                 except DeviceFault as f:
-                    if f.reason == "exception":  # it is there, just has no registers 0..4
+                    if f.reason == "exception" and (f.detail or "").startswith(("code 10 ", "code 11 ")):
+                        pass  # a Modbus TCP gateway saying nobody answers behind it
+                    elif f.reason == "exception":  # it is there, just has no registers 0..4
                         found.append(Found(u, baud, None, f"answers with {f.detail or 'an exception'}"))
                     elif f.reason != "timeout":
                         found.append(Found(u, baud, None, f"garbled answer ({f.reason}): wrong baud or wiring?"))
