@@ -204,7 +204,8 @@ def subscribe_retained(broker, topic):
 
 
 def test_every_payload_type_validates_against_the_schemas(tmp_path, broker):
-    rx = Receiver(broker.host, broker.port, echo=lines.append if (lines := []) is not None else None).start()
+    lines = []
+    rx = Receiver(broker.host, broker.port, echo=lines.append).start()
     ob = Outbox(tmp_path / "o.db", GW, OutboxLimits(max_rows=30), evict_fraction=0.2)
     rec = Recorder(ob, TelemetryAggregator(period_s=0.05, deadband=0.05), health=Health(ob),
                    status_period_s=0.05).start()

@@ -93,6 +93,9 @@ class Recorder:
             if self._thread.is_alive():
                 log.error("recorder did not finish within %.0f s; %d events not committed",
                           timeout, self._queue.qsize())
+            elif self._held:
+                log.error("outbox still not writable at shutdown: %d held alarm/fault/audit events lost",
+                          len(self._held))
             self._thread = None
 
     def flush(self, timeout: float = 10.0) -> bool:

@@ -36,6 +36,7 @@ from gateway.record.clock import SyncState
 from gateway.record.outbox import Outbox, Pending
 from gateway.sync.pacing import Backoff, TokenBucket
 from gateway.sync.sender import Sender
+from gateway.sync.tls import tls_context
 
 log = logging.getLogger(__name__)
 
@@ -200,27 +201,13 @@ class Uplink:
         if self.cfg.username:
             client.username_pw_set(self.cfg.username, self.cfg.password)
         if self.cfg.tls is not None:
-            client.tls_set_context(self._tls_context())
+            client.tls_set_context(tls_context(self.cfg.tls))
         client.max_inflight_messages_set(max(1, self.cfg.inflight_max))
         client.on_connect = self._on_connect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
         return client
-
-    def _tls_context(self) -> ssl.SSLContext:
-        tls = self.cfg.tls
-        try:
-            # cafile given: only that CA is trusted (pinning); hostname checked against the certificate
-            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls.ca)
-            if tls.cert:
-                ctx.load_cert_chain(tls.cert, tls.key)
-        except (OSError, ssl.SSLError) as e:
-            raise _uplink_error("tls_error", f"TLS files unusable (ca={tls.ca}, cert={tls.cert}, "
-                                             f"key={tls.key}): {e}") from e
-        ctx.check_hostname = True
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        return ctx
 
     def _session(self) -> None:
         self.attempts += 1
