@@ -78,6 +78,7 @@ class Daemon:
 
     def _open_outbox(self) -> None:
         from gateway.record import Outbox, Recorder, TelemetryAggregator
+        from gateway.record.health import Health
 
         path = os.path.join(self.cfg.gateway.data_dir, "outbox.sqlite")
         try:
@@ -86,7 +87,8 @@ class Daemon:
             log.error("OUTBOX UNAVAILABLE, events are not being kept: %s", e)
             return
         tele = TelemetryAggregator(self.cfg.outbox.telemetry_period_s, self.cfg.outbox.deadband)
-        self.recorder = Recorder(self.outbox, tele).start()
+        self.recorder = Recorder(self.outbox, tele, health=Health(self.outbox, self.cfg.gateway.data_dir),
+                                 status_period_s=self.cfg.outbox.status_period_s).start()
 
     def _start_uplink(self) -> None:
         if self.cfg.uplink is None or self.outbox is None:
