@@ -128,6 +128,9 @@ def _read(args) -> int:
     if readings is None:
         logging.getLogger().setLevel(logging.CRITICAL)  # faults are in the output itself
         readings = [r.as_dict() for r in Acquisition(cfg).read_once(args.sensors or None)]
+    if not readings:
+        print("no readings yet: the daemon has just started (try again in a few seconds)", file=sys.stderr)
+        return 2
     if args.json:
         for r in readings:
             print(json.dumps(r, ensure_ascii=False))

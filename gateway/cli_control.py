@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 
@@ -25,11 +26,39 @@ def read_via_daemon(cfg, sensors: list[str] | None) -> list[dict] | None:
         return None
 
 
+def _socket_of_file(config_path: str) -> str:
+    """The daemon's socket even when the file on disk is mid-edit and invalid: the running
+    daemon still has the good one, and the technician still needs `status` and `reload`."""
+    import tomllib
+    from pathlib import Path
+
+    from gateway.config import resolve_config_path
+    from gateway.config.model import DEFAULT_DATA_DIR
+    from gateway.control import client_socket_path
+
+    path = Path(resolve_config_path(config_path)).resolve()
+    try:
+        gw = tomllib.loads(path.read_text()).get("gateway", {})
+    except (OSError, ValueError):
+        gw = {}
+    if not isinstance(gw, dict):
+        gw = {}
+    base = path.parent
+    data_dir = gw.get("data_dir") if isinstance(gw.get("data_dir"), str) else DEFAULT_DATA_DIR
+    sock = gw.get("control_socket") if isinstance(gw.get("control_socket"), str) else None
+    return client_socket_path(str(base / data_dir), str(base / sock) if sock else None)
+
+
 def control_command(args, load) -> int:
     from gateway.control import call, stream
+    from gateway.errors import ConfigError
 
-    cfg = load(args)
-    path = socket_path(cfg)
+    try:
+        path = socket_path(load(args))
+    except ConfigError:
+        if args.command != "reload" and args.command != "status":
+            raise
+        path = _socket_of_file(args.config)
     c = args.command
     if c == "status":
         st = call(path, "status")
@@ -47,6 +76,8 @@ def control_command(args, load) -> int:
         print(f"acknowledged: {', '.join(res.get('acknowledged', [])) or 'nothing'}")
         return 0
     if c == "siren":
+        if not (math.isfinite(args.seconds) and 0 < args.seconds <= 60):
+            raise GatewayError(f"--seconds {args.seconds:g}: a siren test lasts more than 0 and at most 60 seconds")
         if not args.yes:
             if not sys.stdin.isatty():
                 raise GatewayError("siren test sounds a real siren: confirm with --yes when not at a terminal")

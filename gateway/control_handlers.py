@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from gateway.control import BadRequest, require
 from gateway.errors import GatewayError
 
@@ -19,8 +21,14 @@ def handlers(daemon):
         unknown = [s for s in sensors or () if s not in daemon.cfg.sensors]
         if unknown:
             raise BadRequest(f"unknown sensor {', '.join(unknown)}")
-        st = daemon.status()["sensors"]
-        return [r for r in st if sensors is None or r["sensor"] in sensors]
+        # Only the acquisition's latest readings: `read` must not wait on the outbox's lock.
+        now = time.monotonic()
+        out = []
+        for r in daemon.acquisition.latest(now):
+            if sensors is None or r.sensor in sensors:
+                out.append(dict(r.as_dict(), age_s=round(now - r.mono, 1)))
+        order = {n: i for i, n in enumerate(daemon.cfg.sensors)}
+        return sorted(out, key=lambda d: order.get(d["sensor"], 0))
 
     def silence(args):
         alarm = args.get("alarm")
@@ -52,20 +60,16 @@ def handlers(daemon):
 
     def events(args, stream):
         follow = bool(args.get("follow"))
-        sent = 0
-        backlog = list(daemon.events)
+        with daemon._events_cv:
+            backlog, total = list(daemon.events), daemon.events_total
         for ev in backlog[-50:]:
             if not stream(ev):
                 return
-        sent = len(backlog)
         while follow and stream.alive():
-            evs = daemon.wait_events(sent, timeout=1.0)
-            # the ring buffer may have rotated; send what is new since `sent`
-            new = evs[sent:] if len(evs) > sent else []
+            new, total = daemon.wait_events(total, timeout=1.0)
             for ev in new:
                 if not stream(ev):
                     return
-            sent = len(evs)
 
     return ({"status": status, "read": read, "silence": silence, "ack": ack, "siren_test": siren_test,
              "reload": reload}, {"events": events})

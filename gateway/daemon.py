@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import collections
 import logging
+import logging.handlers
+import queue
 import os
 import signal
 import threading
@@ -25,19 +27,26 @@ from gateway.events import event_of
 
 log = logging.getLogger("gateway.daemon")
 SUPERVISE_S = 0.5
-LOOP_FRESH_S = 3.0  # a loop whose heartbeat is older than this is hung: its heart is not beaten
+SAFETY_ALLOWANCE_S = 3.0  # the safety loop ticks every 20 ms: 3 s without a beat is a hang
 
 
 class Daemon:
     def __init__(self, cfg: Config, gpio=None):
         self.cfg = cfg
         self.started_mono = time.monotonic()
-        os.makedirs(cfg.gateway.data_dir, exist_ok=True)
+        try:
+            os.makedirs(cfg.gateway.data_dir, exist_ok=True)
+        except OSError as e:
+            raise GatewayError(f"data_dir {cfg.gateway.data_dir} cannot be created: {e.strerror}") from e
         self.events = collections.deque(maxlen=1000)
+        self.events_total = 0  # events ever appended: `events --follow` slices by it, the deque rotates
         self._events_cv = threading.Condition()
         self.state_file = AlarmStateFile(cfg.gateway.data_dir)
         self._gpio = gpio
         self.recorder = self.outbox = self.uplink = self.control = None
+        self.safety = self.acquisition = self.watchdog = None
+        self._early: list[tuple[str, dict, float]] = []  # events before the outbox was open
+        self._record_lock = threading.Lock()
         self._stop = threading.Event()
         self.request_reload = None  # set by run_daemon: callable(new_config)
         self._supervisor: threading.Thread | None = None
@@ -49,25 +58,36 @@ class Daemon:
         from gateway.act.safety import SafetyCore
         from gateway.notify import Watchdog
 
+        try:
+            return self._start(open_gpio, SafetyLoop, SafetyCore, Watchdog)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, open_gpio, SafetyLoop, SafetyCore, Watchdog) -> "Daemon":  # noqa: N803
         cfg = self.cfg
+        self.watchdog = Watchdog()
         if self._gpio is None:
             self._gpio = open_gpio(cfg.gpio)
-        self._open_outbox()
+        # Sirens first: what was sounding before a crash sounds again before anything touches the
+        # outbox (an SD card that is slow to recover its WAL must not delay a restored siren).
         self.safety = SafetyLoop(SafetyCore.from_config(cfg, self._gpio),
                                  on_transition=self._on_transition, on_state=self.state_file.save)
         self.safety.start()
         snapshot = self.state_file.load()
         if snapshot:
-            self.safety.restore(snapshot)  # sounds on the loop's first iteration, before any poll
-            log.warning("restored active alarms from %s", self.state_file.path)
+            self.safety.restore(snapshot).result(10)  # problems (a rule that is gone) are logged by the loop
+            log.warning("restored active alarms from %s: %s", self.state_file.path,
+                        ", ".join(a["id"] for a in self.safety.status().get("alarms", [])) or "none active")
+        self._open_outbox()
         self._quality = QualityWatch({(r.sensor, r.point) for r in cfg.rules})
         self.acquisition = Acquisition(cfg, self._on_reading)
         self.acquisition.start()
         self._start_uplink()
         self._start_control()
-        self.watchdog = Watchdog()
-        self._hearts = {name: self.watchdog.register(name, period_s=1.0)
-                        for name in [*self.acquisition.heartbeats(), "safety"]}
+        allow = dict(self.acquisition.allowances(), safety=SAFETY_ALLOWANCE_S)
+        self._hearts = {name: self.watchdog.register(name, period_s=1.0, allowed_s=a) for name, a in allow.items()}
+        self._allow = allow
         self.watchdog.start()
         self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
         self._supervisor.start()
@@ -87,8 +107,13 @@ class Daemon:
             log.error("OUTBOX UNAVAILABLE, events are not being kept: %s", e)
             return
         tele = TelemetryAggregator(self.cfg.outbox.telemetry_period_s, self.cfg.outbox.deadband)
-        self.recorder = Recorder(self.outbox, tele, health=Health(self.outbox, self.cfg.gateway.data_dir),
+        recorder = Recorder(self.outbox, tele, health=Health(self.outbox, self.cfg.gateway.data_dir),
                                  status_period_s=self.cfg.outbox.status_period_s).start()
+        with self._record_lock:
+            for type_, fields, ts in self._early:
+                recorder.submit(type_, fields, ts)
+            self._early.clear()
+            self.recorder = recorder
 
     def _start_uplink(self) -> None:
         if self.cfg.uplink is None or self.outbox is None:
@@ -122,8 +147,15 @@ class Daemon:
     def _record(self, type_: str, fields: dict, ts: float) -> None:
         if self.recorder is not None:
             self.recorder.submit(type_, fields, ts)
+        else:
+            with self._record_lock:
+                if self.recorder is None:
+                    self._early.append((type_, fields, ts))
+                else:
+                    self.recorder.submit(type_, fields, ts)
         with self._events_cv:
             self.events.append({"type": type_, "ts": _iso(ts), **fields})
+            self.events_total += 1
             self._events_cv.notify_all()
 
     def _on_transition(self, t) -> None:
@@ -136,7 +168,7 @@ class Daemon:
             now = time.monotonic()
             beats = dict(self.acquisition.heartbeats(), safety=self.safety.heartbeat)
             for name, last in beats.items():
-                if now - last < LOOP_FRESH_S:
+                if now - last < self._allow[name]:
                     self._hearts[name].beat()
 
     # -- queries for the control socket ---------------------------------------------------
@@ -156,7 +188,7 @@ class Daemon:
               "devices": {n: s.as_dict() for n, s in self.acquisition.stats().items()},
               "uplink": self.uplink.status() if self.uplink else {"state": "offline (no [uplink])"},
               "outbox": self._outbox_stats(),
-              "watchdog_stale": [n for n, _ in self.watchdog.stale()]}
+              "watchdog_stale": [n for n, _ in self.watchdog.stale()] if self.watchdog else []}
         return st
 
     def _outbox_stats(self) -> dict:
@@ -167,39 +199,79 @@ class Daemon:
         except OutboxError as e:
             return {"state": "error", "last_error": str(e)}
 
-    def wait_events(self, after: int, timeout: float) -> list[dict]:
+    def wait_events(self, after_total: int, timeout: float) -> tuple[list[dict], int]:
+        """Events appended after the `after_total`-th (as many as the ring still holds), and the new total."""
         with self._events_cv:
-            self._events_cv.wait_for(lambda: len(self.events) > after or self._stop.is_set(), timeout)
-            return list(self.events)
+            self._events_cv.wait_for(lambda: self.events_total > after_total or self._stop.is_set(), timeout)
+            new = min(self.events_total - after_total, len(self.events))
+            return (list(self.events)[len(self.events) - new:] if new > 0 else []), self.events_total
 
     # -- shutdown -----------------------------------------------------------------------
-    def stop(self) -> None:
+    def stop(self, reloading: bool = False) -> None:
+        """Everything stopped, in flow order. Safe after a start() that failed halfway."""
+        from gateway.notify import sd_notify
+
         self._stop.set()
-        self.watchdog.stopping()
+        if reloading:
+            sd_notify("RELOADING=1")  # STOPPING=1 would start systemd's stop timer and kill us
+        elif self.watchdog:
+            self.watchdog.stopping()
         if self.control:
             self.control.stop()
-        self.acquisition.stop()
+        if self.acquisition:
+            self.acquisition.stop()
         # A clean stop must not forget what was sounding: the state file is left as it is so the
         # next start sounds it again (a stop is not an acknowledgement).
-        self.safety.stop()
+        if self.safety:
+            self.safety.stop()
         if self.uplink:
             self.uplink.stop()
         if self.recorder:
             self.recorder.stop()
         if self.outbox:
             self.outbox.close()
-        self.watchdog.stop()
+        if self.watchdog:
+            self.watchdog.stop()
         cleanup = getattr(self._gpio, "cleanup", None)
         if cleanup:
             cleanup()
         log.info("gateway stopped")
 
 
+def _let_replies_go(d: Daemon, timeout: float = 2.0) -> None:
+    """The `reload` reply is on its way to the CLI: let it leave before the socket closes."""
+    deadline = time.monotonic() + timeout
+    while d.control and d.control.client_count() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
 
 
+def _log_through_a_queue() -> logging.handlers.QueueListener:
+    """Log calls only enqueue; one thread writes. A journald that stops reading stdout must not
+    freeze a bus loop inside log.warning()."""
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    q: queue.SimpleQueue = queue.SimpleQueue()
+    for h in handlers:
+        root.removeHandler(h)
+    root.addHandler(logging.handlers.QueueHandler(q))
+    listener = logging.handlers.QueueListener(q, *handlers, respect_handler_level=True)
+    listener.start()
+    return listener
+
+
 def run_daemon(cfg: Config) -> int:
+    listener = _log_through_a_queue()
+    try:
+        return _run(cfg)
+    finally:
+        listener.stop()
+
+
+def _run(cfg: Config) -> int:
     wake = threading.Event()
     pending: list[Config] = []
     stopping = []
@@ -222,8 +294,10 @@ def run_daemon(cfg: Config) -> int:
             if pending:
                 new = pending.pop()
                 log.warning("reloading configuration %s", new.path)
-                # Active alarms are in the state file: the new daemon sounds them again at once.
-                d.stop()
+                _let_replies_go(d)
+                # Active alarms are in the state file: the new daemon sounds them again at once
+                # (the relays drop for the moment between the two, well under a second).
+                d.stop(reloading=True)
                 d = Daemon(new)
                 d.request_reload = reload
                 d.start()

@@ -109,17 +109,20 @@ def test_flood_sounds_then_kill9_and_restart_sounds_again(tmp_path, garage):
         proc.wait(5)
     finally:
         _stop(proc)
+    # The gauge goes silent with the Pi: no fresh reading can re-raise the alarm, only the restore.
+    sim.behave(1, "dead")
     # The dead Pi: a real relay would drop. Mark where the next run's history starts.
     before = len(_pins(tmp_path))
     proc = _run(cfg_path)
     try:
         wait_until(lambda: _siren_on(tmp_path, before), timeout=10, what="siren ON again after restart")
-        # and it keeps sounding on fresh readings of the same flood
+        # a dead gauge is a fault: it neither clears the alarm nor silences the siren
+        sim.behave(1, "normal")
         sim.set_value(1, "level", 1.0)
         wait_until(lambda: not _siren_on(tmp_path, before), timeout=10, what="siren off when water is gone")
     finally:
         out = _stop(proc)
-    assert "restored active alarms" in out
+    assert "restored active alarms" in out and "garage-b2-water.level#1" in out
 
 
 def test_cli_status_and_read_through_the_daemon(tmp_path, garage):
@@ -173,3 +176,34 @@ def test_check_demo_config_and_a_bad_config(tmp_path):
     assert r.returncode == 1
     assert f"{bad}:7: [buses.a] baudrat:" in r.stderr and "did you mean 'baudrate'" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_reload_refuses_a_bad_file_and_applies_a_good_one(tmp_path, garage):
+    sim, cfg_path = garage
+    proc = _run(cfg_path)
+    try:
+        wait_until(lambda: (tmp_path / "var" / "control.sock").exists(), timeout=15, what="daemon up")
+
+        def cli(*args):
+            return subprocess.run([sys.executable, "-m", "gateway.cli", *args, "-c", cfg_path],
+                                  capture_output=True, text=True, timeout=30)
+
+        def config_hash():
+            r = cli("status", "--json")
+            return json.loads(r.stdout)["config_hash"] if r.returncode == 0 else None
+
+        first = config_hash()
+        good = open(cfg_path).read()
+        open(cfg_path, "w").write(good.replace("poll_s = 0.1", "poll_s = 0.1\nbogus = 1"))
+        r = cli("reload")
+        assert r.returncode == 1 and "bogus" in r.stderr and "Traceback" not in r.stderr
+        assert config_hash() == first  # nothing changed
+
+        open(cfg_path, "w").write(good.replace("poll_s = 0.1", "poll_s = 0.2"))
+        r = cli("reload")
+        assert r.returncode == 0, r.stderr
+        wait_until(lambda: config_hash() not in (None, first), timeout=15, what="new config applied")
+        sim.set_value(1, "level", 20.0)
+        wait_until(lambda: '"raised"' in cli("events", "--json").stdout, timeout=10, what="an alarm event")
+    finally:
+        _stop(proc)

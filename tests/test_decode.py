@@ -104,3 +104,25 @@ def test_quality_watch_reports_each_change_once_and_skips_ruled_points():
     assert w.change(bad)["state"] == "fault" and w.change(bad) is None
     assert w.change(good)["state"] == "recovered" and w.change(good) is None
     assert w.change(Reading("s", "ruled", None, "", "fault", 0.0, 0.0, "x")) is None
+
+
+def test_nan_and_infinity_are_faults_never_values():
+    from gateway.acquire.decode import check_range
+
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(DeviceFault):
+            check_range(Point("x"), bad)
+
+
+def test_a_device_dead_for_days_keeps_a_bounded_backoff():
+    import time as _t
+
+    from gateway.acquire.device import Device
+    from gateway.config.model import Bus, Sensor
+
+    dev = Device(Sensor("w", "b", Profile("p", "modbus", points=(LEVEL,)), unit=1, poll_s=1.0),
+                 Bus("b", "tcp", 502, host="h", backoff_max_s=30.0))
+    dev.stats.consecutive = 100_000  # 2**100000 would overflow a float
+    now = _t.monotonic()
+    dev.schedule_after(now)
+    assert now < dev.next_due <= now + 30.0 + 0.5

@@ -36,6 +36,11 @@ def _open_transport(bus: Bus, devices: list[Device]):
     return open_link(bus)
 
 
+def _on_bus(name: str, e: Exception) -> str:
+    text = str(e)
+    return text if text.startswith(f"bus {name}") else f"bus {name}: {text}"
+
+
 class BusLoop:
     """Polls every device of one bus, in due order, one transaction at a time."""
 
@@ -80,7 +85,18 @@ class BusLoop:
             if wait > 0:
                 self._stop.wait(min(wait, BEAT_S))
                 continue
-            self.poll(dev)
+            try:
+                self.poll(dev)
+            except Exception as e:  # noqa: BLE001 - a bug in one poll must not end every sensor of the bus
+                log.exception("bus %s: polling %s failed unexpectedly", self.bus.name, dev.name)
+                for r in dev.fault_readings(DeviceFault("internal", str(e) or type(e).__name__), time.monotonic()):
+                    self.sink(r)
+                dev.next_due = time.monotonic() + max(dev.sensor.poll_s, 1.0)
+
+    @property
+    def allowance_s(self) -> float:
+        """How long this loop may go without a heartbeat before it counts as hung (for the watchdog)."""
+        return max(3.0, 2 * max(d.worst_poll_s() for d in self.devices))
 
     def poll(self, dev: Device) -> list[Reading]:
         """One poll of one device: readings go to the sink and are returned."""
@@ -106,7 +122,7 @@ class BusLoop:
             self.transport.open()
         except BusError as e:
             if self.port_error != str(e):
-                log.error("bus %s: %s (retrying every %.0f s at most)", self.bus.name, e, PORT_RETRY_MAX_S)
+                log.error("%s (retrying every %.0f s at most)", _on_bus(self.bus.name, e), PORT_RETRY_MAX_S)
             self.port_error = str(e)
             self._next_open = now + self._port_retry_s
             self._port_retry_s = min(self._port_retry_s * 2, PORT_RETRY_MAX_S)
@@ -137,7 +153,7 @@ class BusLoop:
                 log.warning("%s: %s", dev.name, f)
             return dev.fault_readings(f, time.monotonic())
         except BusError as e:
-            log.error("bus %s: %s", self.bus.name, e)
+            log.error("%s", _on_bus(self.bus.name, e))
             self.port_error = str(e)
             self._close()
             self._next_open = time.monotonic() + self._port_retry_s
@@ -206,3 +222,6 @@ class Acquisition:
 
     def heartbeats(self) -> dict[str, float]:
         return {f"bus-{lp.bus.name}": lp.heartbeat for lp in self.loops}
+
+    def allowances(self) -> dict[str, float]:
+        return {f"bus-{lp.bus.name}": lp.allowance_s for lp in self.loops}

@@ -68,6 +68,8 @@ def decode_point(point: Point, regs: dict[int, int]) -> int | float:
 
 
 def check_range(point: Point, value: float) -> int | float:
+    if not math.isfinite(value):  # NaN compares false with every threshold: it would hide an alarm
+        raise DeviceFault("decode", f"value is {value}")
     if point.range is not None:
         lo, hi = point.range
         if not lo <= value <= hi:

@@ -59,11 +59,18 @@ class Device:
         """Next poll on the device's own cadence, or later while it is silent."""
         period = self.sensor.poll_s
         if self.silent:
-            period = min(period * 2 ** (self.stats.consecutive - SILENT_AFTER + 1), max(self.backoff_max, period))
-        # Keep the cadence anchored (no drift) unless we fell behind by a whole period.
-        nxt = max(self.next_due, started) + period if self.next_due else started + period
+            # The exponent is capped: 2**1025 is an OverflowError, and a sensor can stay dead for days.
+            doublings = min(self.stats.consecutive - SILENT_AFTER + 1, 20)
+            period = min(period * 2 ** doublings, max(self.backoff_max, period))
+        # Anchor the cadence on the due time (no drift), unless we fell behind by a whole period.
+        base = self.next_due if self.next_due and started - self.next_due < period else started
+        nxt = base + period
         now = time.monotonic()
         self.next_due = nxt if nxt > now else now + (period if self.silent else 0.0)
+
+    def worst_poll_s(self) -> float:
+        """The longest one poll of this device can take: every request timing out on every try."""
+        return (self.retries + 1) * self.timeout * max(1, len(self.requests)) + 1.0
 
     # -- turning results into readings -------------------------------------------------
     def good_readings(self, values: dict[str, object], mono: float) -> list[Reading]:
