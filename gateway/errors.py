@@ -45,3 +45,14 @@ class UplinkError(GatewayError):
 class ControlError(GatewayError):
     """The control socket between the CLI and the running daemon failed: daemon not running,
     permission denied, no answer in time, or the daemon refused the request."""
+
+
+class CommandError(GatewayError):
+    """A command from the platform was refused or could not be carried out. `reason` is a short
+    machine word for the reply's `error` field (docs/commands.md lists them); the message is for
+    the operator who reads the reply."""
+
+    def __init__(self, reason: str, message: str):
+        self.reason = reason
+        self.message = message
+        super().__init__(f"{reason}: {message}")

@@ -1,0 +1,129 @@
+"""Signing and sending commands, as the platform does: `gateway-platform send`.
+
+    sign_command(key, "pd-zhangjiang-001", "silence", {})       -> the wire dict, `sig` included
+    send_command("127.0.0.1", 1883, cmd, root="city/v1")         -> the replies, when the final one is in
+    command_args(["output=garage-siren", "seconds=5"])           -> {"output": "garage-siren", "seconds": 5}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import ssl
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+
+from gateway.commands.signing import MAX_VALIDITY_S, b64url, sign
+from gateway.errors import CommandError, UplinkError
+
+
+def utc_iso(ts: float) -> str:
+    """2025-06-01T08:00:00.123Z: the form the command schema accepts."""
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def sign_command(key, gateway: str, name: str, args: dict | None = None, ttl_s: float = 60,
+                 *, now: float | None = None, command_id: str | None = None, nonce: str | None = None) -> dict:
+    """A signed command for `gateway`, valid from now for ttl_s seconds (at most 300)."""
+    if not 0 < ttl_s <= MAX_VALIDITY_S:
+        raise CommandError("bad_validity", f"ttl_s must be > 0 and at most {MAX_VALIDITY_S:g} s")
+    now = time.time() if now is None else now
+    cmd = {"v": 1, "id": command_id or str(uuid.uuid4()), "gateway": gateway, "name": name,
+           "args": dict(args or {}), "issued_at": utc_iso(now), "expires_at": utc_iso(now + ttl_s),
+           "nonce": nonce or b64url(secrets.token_bytes(16))}
+    cmd["sig"] = sign(key, cmd)
+    return cmd
+
+
+def command_args(pairs: list[str]) -> dict:
+    """NAME=VALUE words from the command line: an all-digit VALUE is an integer, @FILE is the text of
+    FILE (config_push toml=@gateway.toml), anything else a string."""
+    args = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise CommandError("bad_args", f"{pair!r}: arguments are NAME=VALUE (e.g. seconds=5, toml=@FILE)")
+        if value.startswith("@"):
+            try:
+                with open(value[1:], encoding="utf-8") as f:
+                    args[name] = f.read()
+            except OSError as e:
+                raise CommandError("bad_args", f"{name}: cannot read {value[1:]}: {e.strerror}") from None
+        elif value.lstrip("-").isdigit():
+            args[name] = int(value)
+        else:
+            args[name] = value
+    return args
+
+
+def send_command(host: str, port: int, command: dict, *, root: str = "city/v1", timeout: float = 10.0,
+                 ca: str | None = None, cert: str | None = None, key: str | None = None,
+                 username: str | None = None, password: str | None = None, on_reply=None) -> list[dict]:
+    """Publish `command` on <root>/<gateway>/cmd/<name> (QoS 1) and collect the replies with its id
+    from <root>/<gateway>/reply until the final one (config_push answers "applying" first, then
+    "applied" or "rolled_back"). Raises UplinkError when the broker or the reply does not come."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    base = f"{root.rstrip('/')}/{command['gateway']}"
+    replies: list[dict] = []
+    subscribed, done = threading.Event(), threading.Event()
+
+    def on_connect(client, userdata, flags, reason_code, properties):
+        if not reason_code.is_failure:
+            client.subscribe(f"{base}/reply", qos=1)
+
+    def on_message(client, userdata, message):
+        try:
+            reply = json.loads(message.payload)
+        except ValueError:
+            return  # not ours to judge: other senders share the reply topic
+        if isinstance(reply, dict) and reply.get("id") == command["id"]:
+            replies.append(reply)
+            if on_reply is not None:
+                on_reply(reply)
+            if not _more_to_come(reply):
+                done.set()
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"platform-send-{os.getpid()}-{secrets.token_hex(3)}",
+                         protocol=mqtt.MQTTv5)
+    if username:
+        client.username_pw_set(username, password)
+    if ca or cert:
+        ctx = ssl.create_default_context(cafile=ca)
+        if cert:
+            ctx.load_cert_chain(cert, key)
+        client.tls_set_context(ctx)
+    client.on_connect = on_connect
+    client.on_message = on_message
+    client.on_subscribe = lambda *a: subscribed.set()
+    try:
+        client.connect(host, port, 30)
+    except (OSError, ssl.SSLError) as e:
+        raise UplinkError(f"cannot reach the broker {host}:{port}: {e}") from e
+    client.loop_start()
+    try:
+        if not subscribed.wait(timeout):
+            raise UplinkError(f"no subscription to {base}/reply on {host}:{port} within {timeout:g} s")
+        client.publish(f"{base}/cmd/{command['name']}", json.dumps(command, ensure_ascii=False), qos=1)
+        deadline, extended = time.monotonic() + timeout, False
+        while not done.wait(0.1):
+            if not extended and replies and _more_to_come(replies[0]):
+                # a pushed config is being watched on the gateway: its verdict comes within watch_s
+                deadline = time.monotonic() + float(replies[0]["result"].get("watch_s", 60)) + timeout
+                extended = True
+            if time.monotonic() >= deadline:
+                got = "only the first reply" if replies else "no reply"
+                raise UplinkError(f"{got} from {command['gateway']} within the time allowed (is it online?)")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return replies
+
+
+def _more_to_come(reply: dict) -> bool:
+    result = reply.get("result")
+    return reply.get("ok") is True and isinstance(result, dict) and result.get("state") == "applying"
