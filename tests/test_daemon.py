@@ -207,3 +207,37 @@ def test_reload_refuses_a_bad_file_and_applies_a_good_one(tmp_path, garage):
         wait_until(lambda: '"raised"' in cli("events", "--json").stdout, timeout=10, what="an alarm event")
     finally:
         _stop(proc)
+
+
+def test_cli_siren_test_silence_and_ack_drive_the_relay(tmp_path, garage):
+    sim, cfg_path = garage
+    proc = _run(cfg_path)
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "gateway.cli", *args, "-c", cfg_path],
+                              capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+
+    try:
+        wait_until(lambda: (tmp_path / "var" / "control.sock").exists(), timeout=15, what="daemon up")
+        r = cli("siren", "test", "garage-siren", "--seconds", "0.5")
+        assert r.returncode == 1 and "--yes" in r.stderr  # no terminal, no confirmation: refused
+        r = cli("siren", "test", "garage-siren", "--seconds", "0.5", "--yes")
+        assert r.returncode == 0, r.stderr
+        wait_until(lambda: [p["value"] for p in _pins(tmp_path) if p["pin"] == SIREN_PIN][-2:] == [0, 1],
+                   timeout=10, what="relay on then off for the test")
+        assert cli("siren", "test", "nope", "--seconds", "1", "--yes").returncode == 1
+
+        sim.set_value(1, "level", 45.0)
+        wait_until(lambda: _siren_on(tmp_path), timeout=10, what="siren ON for red")
+        r = cli("silence")
+        assert r.returncode == 0 and "garage-b2-water.level" in r.stdout, r.stdout + r.stderr
+        wait_until(lambda: not _siren_on(tmp_path), timeout=5, what="silenced")
+        st = json.loads(cli("status", "--json").stdout)
+        assert st["alarms"][0]["state"] == "silenced"  # silenced, still active
+        sim.set_value(1, "level", 1.0)
+        r = cli("ack", "all")
+        assert r.returncode == 0, r.stderr
+        wait_until(lambda: json.loads(cli("status", "--json").stdout)["alarms"] == [], timeout=10,
+                   what="alarm cleared once acknowledged and the water is gone")
+    finally:
+        _stop(proc)
