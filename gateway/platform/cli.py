@@ -4,6 +4,9 @@ to see what a gateway sends.
     gateway-platform receive --host H --port P [--db FILE] [--root R] [--share GROUP]
                              [--ca CA --cert CERT --key KEY] [--username U --password P]
     gateway-platform report --db FILE        per gateway: events, duplicates, declared and undeclared gaps
+    gateway-platform keygen --out PREFIX     PREFIX.key (0600, keep it here) and PREFIX.pub (pin it on gateways)
+    gateway-platform send --host H --port P [--root R] GATEWAY COMMAND [NAME=VALUE ...] --key FILE
+                                             sign a command, send it, print the replies (docs/commands.md)
 """
 
 from __future__ import annotations
@@ -36,7 +39,48 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no live view, only the summary at exit")
     rep = sub.add_parser("report", help="summarise a receiver database")
     rep.add_argument("--db", required=True)
+    kg = sub.add_parser("keygen", help="make the platform's Ed25519 command-signing key pair")
+    kg.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIX.key and PREFIX.pub")
+    sd = sub.add_parser("send", help="sign a command with --key, send it to GATEWAY, print the replies")
+    sd.add_argument("gateway", metavar="GATEWAY")
+    sd.add_argument("name", metavar="COMMAND", help="silence, ack, siren_test, status, rebirth, config_get, "
+                                                    "config_push")
+    sd.add_argument("args", nargs="*", metavar="NAME=VALUE", help="e.g. output=garage-siren seconds=5, "
+                                                                  "toml=@new.toml")
+    sd.add_argument("--key", required=True, help="the platform's private signing key (PREFIX.key)")
+    sd.add_argument("--host", default="127.0.0.1")
+    sd.add_argument("--port", type=int, default=1883)
+    sd.add_argument("--root", default="city/v1", help="topic root (default city/v1)")
+    sd.add_argument("--ttl", type=float, default=60, help="seconds the command stays valid (at most 300)")
+    sd.add_argument("--timeout", type=float, default=10, help="seconds to wait for the reply")
+    sd.add_argument("--ca")
+    sd.add_argument("--cert")
+    sd.add_argument("--tls-key", help="the MQTT client certificate's key (--key is the signing key)")
+    sd.add_argument("--username")
+    sd.add_argument("--password", default=os.environ.get("GATEWAY_PLATFORM_PASSWORD"))
     return p
+
+
+def _keygen(args, out) -> int:
+    from gateway.platform.keys import keygen
+
+    key_path, pub_path = keygen(args.out)
+    out(f"wrote {key_path} (private, mode 0600: keep it on the platform)")
+    out(f"wrote {pub_path} (public: pin it in each gateway's [commands] platform_keys)")
+    return 0
+
+
+def _send(args, out) -> int:
+    import json
+
+    from gateway.platform.keys import load_private_key
+    from gateway.platform.sign import command_args, send_command, sign_command
+
+    cmd = sign_command(load_private_key(args.key), args.gateway, args.name, command_args(args.args), args.ttl)
+    replies = send_command(args.host, args.port, cmd, root=args.root, timeout=args.timeout, ca=args.ca,
+                           cert=args.cert, key=args.tls_key, username=args.username, password=args.password,
+                           on_reply=lambda r: out(json.dumps(r, ensure_ascii=False)))
+    return 0 if replies[-1].get("ok") else 1
 
 
 def _summary(store, out) -> int:
@@ -59,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             from gateway.platform.store import Store
             return 1 if _summary(Store(args.db), out) else 0
+        if args.command == "keygen":
+            return _keygen(args, out)
+        if args.command == "send":
+            return _send(args, out)
         from gateway.platform.receiver import Receiver
         receiver = Receiver(args.host, args.port, root=args.root, db=args.db, share=args.share,
                             session=args.session, ca=args.ca, cert=args.cert, key=args.key,
