@@ -186,4 +186,4 @@ def _best_effort_id(payload) -> str | None:
 
 def _safe(text: str) -> str:
     """A message that survives UTF-8 encoding even if it quotes an unpaired surrogate."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return str(text).encode("utf-8", "backslashreplace").decode("utf-8")
