@@ -34,7 +34,8 @@ def pytest_terminal_summary(terminalreporter):
 
 @pytest.fixture
 def broker(tmp_path):
-    b = Mosquitto(tmp_path / "broker").start()
+    """A mosquitto with persistence: sessions survive the stop()/start() of an outage."""
+    b = Mosquitto(tmp_path / "broker", persistence=True).start()
     try:
         yield b
     finally:
@@ -43,7 +44,9 @@ def broker(tmp_path):
 
 @pytest.fixture
 def receiver(broker):
-    rx = Receiver(broker.host, broker.port).start()
+    """The platform, with a persistent session: when the broker comes back, what the gateway publishes
+    before the receiver has re-subscribed is queued for it instead of dropped between the two."""
+    rx = Receiver(broker.host, broker.port, session="platform-faults").start()
     try:
         yield rx
     finally:
