@@ -49,6 +49,7 @@ class Daemon:
         self._record_lock = threading.Lock()
         self._stop = threading.Event()
         self.request_reload = None  # set by run_daemon: callable(new_config)
+        self.on_command = None  # set by run_daemon: callable(name, payload) from the uplink thread
         self._supervisor: threading.Thread | None = None
 
     # -- wiring ---------------------------------------------------------------------------
@@ -121,7 +122,7 @@ class Daemon:
         from gateway.sync.uplink import Uplink
 
         birth = {"firmware": __version__, "config_hash": self.cfg.text_hash, "sensors": list(self.cfg.sensors)}
-        self.uplink = Uplink(self.cfg.uplink, self.outbox, self.cfg.gateway.id, birth)
+        self.uplink = Uplink(self.cfg.uplink, self.outbox, self.cfg.gateway.id, birth, on_command=self.on_command)
         self.uplink.start()
 
     def _start_control(self) -> None:
@@ -271,7 +272,63 @@ def run_daemon(cfg: Config) -> int:
         listener.stop()
 
 
+class CurrentDaemon:
+    """What outlives a reload: the platform's command channel (and a config push's rollback watch)
+    talks to whichever Daemon runs now."""
+
+    def __init__(self, d: Daemon):
+        self.d = d
+
+    @property
+    def cfg(self) -> Config:
+        return self.d.cfg
+
+    @property
+    def safety(self):
+        return self.d.safety
+
+    def status(self) -> dict:
+        return self.d.status()
+
+    def request_reload(self, cfg: Config) -> None:
+        self.d.request_reload(cfg)
+
+    def audit(self, fields: dict) -> None:
+        self.d._record("audit", fields, time.time())
+
+    def reply(self, payload: dict) -> None:
+        if self.d.uplink is not None:
+            self.d.uplink.reply(payload)
+
+    def rebirth(self) -> None:
+        if self.d.uplink is None:
+            raise GatewayError("no [uplink]: there is no birth to publish")
+        self.d.uplink.rebirth()
+
+    def healthy(self, config_hash: str) -> bool:
+        """The daemon running *that* config is up: every bus loop and the safety loop beat, the uplink online."""
+        d = self.d
+        if d.cfg.text_hash != config_hash or d.acquisition is None or d.safety is None or d._stop.is_set():
+            return False
+        now = time.monotonic()
+        allow = d.acquisition.allowances()
+        if any(now - beat > allow[name] for name, beat in d.acquisition.heartbeats().items()):
+            return False
+        if not d.safety.alive(SAFETY_ALLOWANCE_S):
+            return False
+        return d.uplink is None or d.uplink.status().get("state") == "online"
+
+
+def _command_handler(current: CurrentDaemon):
+    from gateway.commands import CommandHandler
+
+    return CommandHandler.from_daemon(current, audit=current.audit, reply=current.reply,
+                                      rebirth=current.rebirth, healthy=current.healthy)
+
+
 def _run(cfg: Config) -> int:
+    from gateway.commands.keys import load_public_keys
+
     wake = threading.Event()
     pending: list[Config] = []
     stopping = []
@@ -282,8 +339,15 @@ def _run(cfg: Config) -> int:
         pending.append(new)
         wake.set()
 
-    d = Daemon(cfg)
-    d.request_reload = reload
+    def make(c: Config) -> Daemon:
+        new = Daemon(c)
+        new.request_reload = reload
+        new.on_command = lambda name, payload: handler.handle(name, payload)
+        return new
+
+    d = make(cfg)
+    current = CurrentDaemon(d)
+    handler = _command_handler(current)  # a bad key file stops us here, before any port is opened
     d.start()
     try:
         while True:
@@ -298,8 +362,10 @@ def _run(cfg: Config) -> int:
                 # Active alarms are in the state file: the new daemon sounds them again at once
                 # (the relays drop for the moment between the two, well under a second).
                 d.stop(reloading=True)
-                d = Daemon(new)
-                d.request_reload = reload
+                d = make(new)
+                current.d = d
+                handler.keys = load_public_keys(new.commands.platform_keys) if new.commands else []
                 d.start()
     finally:
+        handler.close()
         d.stop()

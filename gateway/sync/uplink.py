@@ -81,6 +81,7 @@ class Uplink:
         self._drain_s = shutdown_drain_s
         self._clock_synced = SyncState()
         self._replies: queue.SimpleQueue = queue.SimpleQueue()
+        self._rebirth = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # guards the status snapshot only
@@ -121,6 +122,10 @@ class Uplink:
         if not isinstance(payload, (bytes, str)):
             payload = json.dumps(payload, separators=(",", ":"))
         self._replies.put(payload)
+
+    def rebirth(self) -> None:
+        """Publish the retained birth again (the platform's `rebirth` command), from the uplink thread."""
+        self._rebirth.set()
 
     def alive(self) -> bool:
         """The uplink thread runs and its loop turned within the last 30 s (for the watchdog)."""
@@ -291,6 +296,9 @@ class Uplink:
         self._shutdown(client)
 
     def _pump(self, client: mqtt.Client) -> None:
+        if self._rebirth.is_set():
+            self._rebirth.clear()
+            client.publish(self.status_topic, self._birth(), qos=1, retain=True)
         while True:
             try:
                 payload = self._replies.get_nowait()

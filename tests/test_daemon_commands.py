@@ -1,0 +1,122 @@
+"""Remote commands end to end, as operators use them: `gateway-platform keygen` and `send`
+(processes) -> a real mosquitto -> `gateway run` (a process) -> the siren relay, the reply,
+the audit events at the reference receiver. Forged and replayed commands change nothing."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from drivers.sim.modbus_device import SimBus
+from gateway.config import load_config
+from gateway.platform import Receiver
+from tests.mosquitto import Mosquitto, wait_for
+
+GW = "cmd-gw"
+PIN = 17
+
+
+def _platform(*args, timeout=30):
+    return subprocess.run([sys.executable, "-m", "gateway.platform.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture
+def site(tmp_path):
+    assert _platform("keygen", "--out", str(tmp_path / "platform")).returncode == 0
+    assert _platform("keygen", "--out", str(tmp_path / "intruder")).returncode == 0
+    with Mosquitto(tmp_path / "broker") as broker, SimBus.tcp("127.0.0.1", 0) as sim:
+        cfg_path = tmp_path / "gateway.toml"
+        cfg_path.write_text(textwrap.dedent(f"""
+            [gateway]
+            id = "{GW}"
+            data_dir = "./var"
+            control_socket = "./var/control.sock"
+
+            [buses.garage]
+            type = "tcp"
+            host = "127.0.0.1"
+            port = {sim.port}
+
+            [[sensors]]
+            name = "garage-b2-water"
+            bus = "garage"
+            unit = 1
+            profile = "water-level-rs485"
+            poll_s = 0.1
+
+            [gpio]
+            backend = "sim"
+            record = "./var/pins.jsonl"
+
+            [outputs.garage-siren]
+            pin = {PIN}
+            pattern = {{ red = "steady" }}
+
+            [[rules]]
+            sensor = "garage-b2-water"
+            point = "level"
+            above = {{ red = 40 }}
+            sound = ["garage-siren"]
+
+            [uplink]
+            host = "127.0.0.1"
+            port = {broker.port}
+
+            [commands]
+            platform_keys = ["./platform.pub"]
+        """))
+        sim.add_device(1, load_config(str(cfg_path)).sensors["garage-b2-water"].profile, {"level": 2.0})
+        rx = Receiver("127.0.0.1", broker.port).start()
+        proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "-c", str(cfg_path)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            wait_for(lambda: rx.presence.get(GW, {}).get("state") == "online", 20, what="birth")
+            yield tmp_path, broker, sim, rx
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            rx.close()
+
+
+def _pins(tmp_path):
+    f = tmp_path / "var" / "pins.jsonl"
+    return [json.loads(x) for x in f.read_text().splitlines()] if f.exists() else []
+
+
+def _send(tmp_path, broker, key, *args):
+    return _platform("send", GW, *args, "--key", str(tmp_path / f"{key}.key"), "--port", str(broker.port),
+                     "--timeout", "15")
+
+
+def test_signed_silence_works_and_a_forged_one_changes_nothing(site):
+    tmp_path, broker, sim, rx = site
+    sim.set_value(1, "level", 45.0)
+    wait_for(lambda: _pins(tmp_path) and _pins(tmp_path)[-1]["value"] == 0, 10, what="siren ON")
+
+    forged = _send(tmp_path, broker, "intruder", "silence")
+    assert forged.returncode == 1, forged.stdout + forged.stderr
+    assert "signature" in (forged.stdout + forged.stderr).lower()
+    assert _pins(tmp_path)[-1]["value"] == 0  # still sounding
+
+    ok = _send(tmp_path, broker, "platform", "silence")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    wait_for(lambda: _pins(tmp_path)[-1]["value"] == 1, 10, what="siren silenced by the platform")
+
+    st = _send(tmp_path, broker, "platform", "status")
+    assert st.returncode == 0 and GW in st.stdout
+
+    def audits():
+        return [(e.get("command"), e.get("outcome")) for e in rx.of_type("audit")]
+
+    wait_for(lambda: ("silence", "rejected") in audits() and ("silence", "accepted") in audits(), 15,
+             what="audit events for the forged and the accepted command")
+    assert rx.invalid == []
