@@ -31,6 +31,10 @@ venv: $(STAMP)
 test: deps venv
 	$(BIN)/python -m pytest -q
 
+# the long fault-injection variants (100 kills, 10 min outage, 10 min RSS): tests/faults/README.md
+soak: deps venv
+	SOAK=1 $(BIN)/python -m pytest tests/faults -q -m soak
+
 demo: venv
 	$(BIN)/python -m gateway.demo
 
