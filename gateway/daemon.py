@@ -27,6 +27,7 @@ from gateway.events import event_of
 
 log = logging.getLogger("gateway.daemon")
 SUPERVISE_S = 0.5
+CERT_WARN_DAYS = 30
 SAFETY_ALLOWANCE_S = 3.0  # the safety loop ticks every 20 ms: 3 s without a beat is a hang
 
 
@@ -44,6 +45,7 @@ class Daemon:
         self.state_file = AlarmStateFile(cfg.gateway.data_dir)
         self._gpio = gpio
         self.recorder = self.outbox = self.uplink = self.control = None
+        self.cert_expiry = None
         self.safety = self.acquisition = self.watchdog = None
         self._early: list[tuple[str, dict, float]] = []  # events before the outbox was open
         self._record_lock = threading.Lock()
@@ -121,6 +123,13 @@ class Daemon:
             return
         from gateway.sync.uplink import Uplink
 
+        from gateway.sync.tls import certificate_expiry
+
+        tls = self.cfg.uplink.tls
+        self.cert_expiry = certificate_expiry(tls.cert) if tls and tls.cert else None
+        if self.cert_expiry and self.cert_expiry.get("days_left", CERT_WARN_DAYS) < CERT_WARN_DAYS:
+            log.warning("client certificate %s expires on %s (%.0f days): renew it before the uplink stops",
+                        tls.cert, self.cert_expiry["not_after"], self.cert_expiry["days_left"])
         birth = {"firmware": __version__, "config_hash": self.cfg.text_hash, "sensors": list(self.cfg.sensors)}
         self.uplink = Uplink(self.cfg.uplink, self.outbox, self.cfg.gateway.id, birth, on_command=self.on_command)
         self.uplink.start()
@@ -187,7 +196,8 @@ class Daemon:
               "uptime_s": round(now - self.started_mono, 1), "sensors": sensors,
               "alarms": safety.get("alarms", []), "outputs": safety.get("outputs", {}),
               "devices": {n: s.as_dict() for n, s in self.acquisition.stats().items()},
-              "uplink": self.uplink.status() if self.uplink else {"state": "offline (no [uplink])"},
+              "uplink": (dict(self.uplink.status(), certificate=self.cert_expiry) if self.uplink
+                         else {"state": "offline (no [uplink])"}),
               "outbox": self._outbox_stats(),
               "watchdog_stale": [n for n, _ in self.watchdog.stale()] if self.watchdog else []}
         return st

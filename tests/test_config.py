@@ -208,6 +208,7 @@ status_period_s = 120
     text = edit('debounce_s = 3', 'debounce_s = 3\nrise = { amount = 5, within_s = 600, level = "yellow" }', text)
     for name in ("ca.pem", "gw.crt", "gw.key"):
         (site / "keys" / name).write_text("x")
+    (site / "keys" / "gw.key").chmod(0o600)  # a client key others can read is refused
     cfg = load_config(str(write(site, text)))
     assert (cfg.outbox.max_rows, cfg.outbox.max_mb, cfg.outbox.deadband) == (5000, 64.0, 0.1)
     assert cfg.uplink.tls.key == str(site / "keys" / "gw.key")

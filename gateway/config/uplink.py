@@ -56,6 +56,11 @@ def _tls(t: Table, base: Path) -> Tls | None:
         files[key] = resolve(base, value)
         if not Path(files[key]).is_file():
             sub.problem(key, f"file not found: {files[key]}")
+        elif key == "key" and Path(files[key]).stat().st_mode & 0o077:
+            # A client key others can read is a key others can use: refuse it, say how to close it.
+            mode = Path(files[key]).stat().st_mode & 0o777
+            sub.problem(key, f"private key {files[key]} is readable or writable by other users "
+                             f"(mode {mode:04o}): chmod 600 {files[key]}")
     if ("cert" in files) != ("key" in files):
         missing = "key" if "cert" in files else "cert"
         sub.problem(missing, "is required: a client certificate needs both cert and key")
