@@ -38,7 +38,14 @@ soak: deps venv
 demo: venv
 	$(BIN)/python -m gateway.demo
 
-bench: deps venv
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	@touch $(BENCH_STAMP)
+
+# every figure of issues 5 and 7: a table, docs/benchmarks.md and docs/bench/*.png (~10 min)
+bench: deps venv $(BENCH_STAMP)
 	$(BIN)/python -m bench
 
 check-demo: venv

@@ -65,7 +65,13 @@ def alarm_commit_ms(workdir: str, n: int = 300) -> float:
     return statistics.median(lat)
 
 
-def drain(workdir: str, n: int) -> tuple[float, float, dict]:
+def _sample(up, t0: float, samples: list, stop: threading.Event, every_s: float = 0.1) -> None:
+    """(seconds since the uplink started, events delivered) every `every_s`, for the drain plot."""
+    while not stop.wait(every_s):
+        samples.append((time.perf_counter() - t0, up.status()["delivered"]))
+
+
+def drain(workdir: str, n: int, samples: list | None = None) -> tuple[float, float, dict]:
     broker = Mosquitto(os.path.join(workdir, "broker")).start()
     ob = Outbox(os.path.join(workdir, "drain.db"), GW, OutboxLimits(max_rows=10 * n))
     for i in range(0, n, 5000):
@@ -78,9 +84,12 @@ def drain(workdir: str, n: int) -> tuple[float, float, dict]:
     sub.loop_start()
     cfg = UplinkConfig(host=broker.host, port=broker.port, replay_per_s=1e9, inflight_max=20)
     up = Uplink(cfg, ob, GW, {"firmware": "bench", "config_hash": "", "sensors": []})
+    sampling = threading.Event()
     try:
         t0 = time.perf_counter()
         up.start()
+        if samples is not None:
+            threading.Thread(target=_sample, args=(up, t0, samples, sampling), daemon=True).start()
         wait_for(lambda: up.status()["delivered"] >= n // 2, 60, interval=0.005, what="half the backlog")
         t_alarm = time.perf_counter()
         ob.add("alarm", ALARM)
@@ -91,6 +100,7 @@ def drain(workdir: str, n: int) -> tuple[float, float, dict]:
         drain_s = time.perf_counter() - t0
         status = up.status()
     finally:
+        sampling.set()
         up.stop()
         sub.disconnect()
         sub.loop_stop()
@@ -98,16 +108,27 @@ def drain(workdir: str, n: int) -> tuple[float, float, dict]:
     return drain_s, alarm_s, status
 
 
+def measure(events: int = 100_000, ingest_n: int = 100_000) -> dict:
+    """Ingest rate, FULL alarm commit median, backlog drain with a live alarm mid-drain."""
+    logging.basicConfig(level=logging.WARNING)
+    samples: list = []
+    with tempfile.TemporaryDirectory(prefix="outbox-bench-") as d:
+        rate = ingest(d, ingest_n)
+        full_ms = alarm_commit_ms(d)
+        drain_s, alarm_s, st = drain(d, events, samples)
+    return {"events": events, "ingest_n": ingest_n, "ingest_per_s": rate, "alarm_commit_ms": full_ms,
+            "drain_s": drain_s, "drain_per_s": events / drain_s, "live_alarm_s": alarm_s,
+            "uplink": {k: st[k] for k in ("published", "delivered", "resent")}, "drain_samples": samples}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--events", type=int, default=100_000)
     p.add_argument("--ingest", type=int, default=100_000)
     args = p.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    with tempfile.TemporaryDirectory(prefix="outbox-bench-") as d:
-        rate = ingest(d, args.ingest)
-        full_ms = alarm_commit_ms(d)
-        drain_s, alarm_s, st = drain(d, args.events)
+    r = measure(args.events, args.ingest)
+    rate, full_ms, drain_s, alarm_s, st = (r["ingest_per_s"], r["alarm_commit_ms"], r["drain_s"],
+                                           r["live_alarm_s"], r["uplink"])
     rows = [
         ("outbox ingest, batched (Recorder)", f"{rate:,.0f} events/s", ">= 20,000", rate >= 20_000),
         ("alarm commit, synchronous=FULL, median", f"{full_ms:.2f} ms", "<= 5 ms", full_ms <= 5),
