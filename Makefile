@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEBS := mosquitto socat
 
-.PHONY: test demo bench deps venv check-demo install clean
+.PHONY: test demo bench deps venv check-demo install fuzz soak clean
 
 # Debian packages the tests need: mosquitto (a real broker) and socat (pty pairs for RTU).
 deps:
@@ -50,6 +50,10 @@ bench: deps venv $(BENCH_STAMP)
 
 check-demo: venv
 	$(BIN)/gateway check -c config/demo.toml
+
+# hypothesis at full strength: 10,000 generated configs and command payloads.
+fuzz: venv
+	FUZZ_EXAMPLES=10000 $(BIN)/python -m pytest -q tests/test_fuzz_commands.py tests/test_fuzz_config.py
 
 # On the Pi: user, venv in /opt/community-gateway, GPIO library, config (if none), systemd unit.
 install:

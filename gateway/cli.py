@@ -104,7 +104,7 @@ def _dispatch(args) -> int:
 
         return run_scan(_load(args), args.bus, args.units, args.baud, args.timeout)
     if args.command == "run":
-        from gateway.daemon import run_daemon
+        from gateway.service import run_daemon
 
         return run_daemon(_load(args))
     from gateway.cli_control import control_command

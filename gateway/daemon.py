@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import collections
 import logging
-import logging.handlers
-import queue
 import os
-import signal
 import threading
 import time
 
@@ -28,6 +25,10 @@ from gateway.events import event_of
 log = logging.getLogger("gateway.daemon")
 SUPERVISE_S = 0.5
 CERT_WARN_DAYS = 30
+# Patterns, buttons and debounce ends are ticked this often. 50 ms keeps a 50 ms button debounce and
+# a 0.25 s fast pulse honest and costs a Pi 3 a third of what a 20 ms tick does; readings and
+# commands do not wait for the tick (they wake the loop at once).
+SAFETY_TICK_S = 0.05
 SAFETY_ALLOWANCE_S = 3.0  # the safety loop ticks every 20 ms: 3 s without a beat is a hang
 
 
@@ -75,7 +76,8 @@ class Daemon:
         # Sirens first: what was sounding before a crash sounds again before anything touches the
         # outbox (an SD card that is slow to recover its WAL must not delay a restored siren).
         self.safety = SafetyLoop(SafetyCore.from_config(cfg, self._gpio),
-                                 on_transition=self._on_transition, on_state=self.state_file.save)
+                                 on_transition=self._on_transition, on_state=self.state_file.save,
+                                 tick_s=SAFETY_TICK_S)
         self.safety.start()
         snapshot = self.state_file.load()
         if snapshot:
@@ -249,133 +251,5 @@ class Daemon:
         log.info("gateway stopped")
 
 
-def _let_replies_go(d: Daemon, timeout: float = 2.0) -> None:
-    """The `reload` reply is on its way to the CLI: let it leave before the socket closes."""
-    deadline = time.monotonic() + timeout
-    while d.control and d.control.client_count() and time.monotonic() < deadline:
-        time.sleep(0.02)
-
-
 def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
-
-
-def _log_through_a_queue() -> logging.handlers.QueueListener:
-    """Log calls only enqueue; one thread writes. A journald that stops reading stdout must not
-    freeze a bus loop inside log.warning()."""
-    root = logging.getLogger()
-    handlers = root.handlers[:]
-    q: queue.SimpleQueue = queue.SimpleQueue()
-    for h in handlers:
-        root.removeHandler(h)
-    root.addHandler(logging.handlers.QueueHandler(q))
-    listener = logging.handlers.QueueListener(q, *handlers, respect_handler_level=True)
-    listener.start()
-    return listener
-
-
-def run_daemon(cfg: Config) -> int:
-    listener = _log_through_a_queue()
-    try:
-        return _run(cfg)
-    finally:
-        listener.stop()
-
-
-class CurrentDaemon:
-    """What outlives a reload: the platform's command channel (and a config push's rollback watch)
-    talks to whichever Daemon runs now."""
-
-    def __init__(self, d: Daemon):
-        self.d = d
-
-    @property
-    def cfg(self) -> Config:
-        return self.d.cfg
-
-    @property
-    def safety(self):
-        return self.d.safety
-
-    def status(self) -> dict:
-        return self.d.status()
-
-    def request_reload(self, cfg: Config) -> None:
-        self.d.request_reload(cfg)
-
-    def audit(self, fields: dict) -> None:
-        self.d._record("audit", fields, time.time())
-
-    def reply(self, payload: dict) -> None:
-        if self.d.uplink is not None:
-            self.d.uplink.reply(payload)
-
-    def rebirth(self) -> None:
-        if self.d.uplink is None:
-            raise GatewayError("no [uplink]: there is no birth to publish")
-        self.d.uplink.rebirth()
-
-    def healthy(self, config_hash: str) -> bool:
-        """The daemon running *that* config is up: every bus loop and the safety loop beat, the uplink online."""
-        d = self.d
-        if d.cfg.text_hash != config_hash or d.acquisition is None or d.safety is None or d._stop.is_set():
-            return False
-        now = time.monotonic()
-        allow = d.acquisition.allowances()
-        if any(now - beat > allow[name] for name, beat in d.acquisition.heartbeats().items()):
-            return False
-        if not d.safety.alive(SAFETY_ALLOWANCE_S):
-            return False
-        return d.uplink is None or d.uplink.status().get("state") == "online"
-
-
-def _command_handler(current: CurrentDaemon):
-    from gateway.commands import CommandHandler
-
-    return CommandHandler.from_daemon(current, audit=current.audit, reply=current.reply,
-                                      rebirth=current.rebirth, healthy=current.healthy)
-
-
-def _run(cfg: Config) -> int:
-    from gateway.commands.keys import load_public_keys
-
-    wake = threading.Event()
-    pending: list[Config] = []
-    stopping = []
-    signal.signal(signal.SIGTERM, lambda *_: (stopping.append(1), wake.set()))
-    signal.signal(signal.SIGINT, lambda *_: (stopping.append(1), wake.set()))
-
-    def reload(new: Config) -> None:
-        pending.append(new)
-        wake.set()
-
-    def make(c: Config) -> Daemon:
-        new = Daemon(c)
-        new.request_reload = reload
-        new.on_command = lambda name, payload: handler.handle(name, payload)
-        return new
-
-    d = make(cfg)
-    current = CurrentDaemon(d)
-    handler = _command_handler(current)  # a bad key file stops us here, before any port is opened
-    d.start()
-    try:
-        while True:
-            wake.wait()
-            wake.clear()
-            if stopping:
-                return 0
-            if pending:
-                new = pending.pop()
-                log.warning("reloading configuration %s", new.path)
-                _let_replies_go(d)
-                # Active alarms are in the state file: the new daemon sounds them again at once
-                # (the relays drop for the moment between the two, well under a second).
-                d.stop(reloading=True)
-                d = make(new)
-                current.d = d
-                handler.keys = load_public_keys(new.commands.platform_keys) if new.commands else []
-                d.start()
-    finally:
-        handler.close()
-        d.stop()

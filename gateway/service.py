@@ -1,0 +1,165 @@
+"""`gateway run` as a process: queued logging, signals, reload (a new Daemon from a checked
+config, the alarms carried over in the state file), and the platform's command channel, which
+outlives reloads."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import queue
+import signal
+import threading
+import time
+
+from gateway.config.model import Config
+from gateway.daemon import SAFETY_ALLOWANCE_S, Daemon
+from gateway.errors import GatewayError
+
+log = logging.getLogger("gateway.daemon")
+
+
+def _let_replies_go(d: Daemon, timeout: float = 2.0) -> None:
+    """The `reload` reply is on its way to the CLI: let it leave before the socket closes."""
+    deadline = time.monotonic() + timeout
+    while d.control and d.control.client_count() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _log_through_a_queue() -> logging.handlers.QueueListener:
+    """Log calls only enqueue; one thread writes. A journald that stops reading stdout must not
+    freeze a bus loop inside log.warning()."""
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    q: queue.SimpleQueue = queue.SimpleQueue()
+    for h in handlers:
+        root.removeHandler(h)
+    root.addHandler(logging.handlers.QueueHandler(q))
+    listener = logging.handlers.QueueListener(q, *handlers, respect_handler_level=True)
+    listener.start()
+    return listener
+
+
+def _no_optional_numpy() -> None:
+    """sqlite-utils imports numpy whenever it is installed (15 MB of RSS on a Pi that has it for
+    something else); the gateway never hands it an array. Make the optional import fail, in this
+    process only, before the outbox imports sqlite-utils."""
+    import sys
+
+    if "numpy" not in sys.modules and "sqlite_utils" not in sys.modules:
+        sys.modules["numpy"] = None  # type: ignore[assignment]
+
+
+def run_daemon(cfg: Config) -> int:
+    _no_optional_numpy()
+    listener = _log_through_a_queue()
+    try:
+        return _run(cfg)
+    finally:
+        listener.stop()
+
+
+class CurrentDaemon:
+    """What outlives a reload: the platform's command channel (and a config push's rollback watch)
+    talks to whichever Daemon runs now."""
+
+    def __init__(self, d: Daemon):
+        self.d = d
+
+    @property
+    def cfg(self) -> Config:
+        return self.d.cfg
+
+    @property
+    def safety(self):
+        return self.d.safety
+
+    def status(self) -> dict:
+        return self.d.status()
+
+    def request_reload(self, cfg: Config) -> None:
+        self.d.request_reload(cfg)
+
+    def audit(self, fields: dict) -> None:
+        self.d._record("audit", fields, time.time())
+
+    def reply(self, payload: dict) -> None:
+        if self.d.uplink is not None:
+            self.d.uplink.reply(payload)
+
+    def rebirth(self) -> None:
+        if self.d.uplink is None:
+            raise GatewayError("no [uplink]: there is no birth to publish")
+        self.d.uplink.rebirth()
+
+    def healthy(self, config_hash: str) -> bool:
+        """The daemon running *that* config is up: every bus loop and the safety loop beat, the uplink online."""
+        d = self.d
+        if d.cfg.text_hash != config_hash or d.acquisition is None or d.safety is None or d._stop.is_set():
+            return False
+        now = time.monotonic()
+        allow = d.acquisition.allowances()
+        if any(now - beat > allow[name] for name, beat in d.acquisition.heartbeats().items()):
+            return False
+        if not d.safety.alive(SAFETY_ALLOWANCE_S):
+            return False
+        return d.uplink is None or d.uplink.status().get("state") == "online"
+
+
+def _command_handler(current: CurrentDaemon):
+    from gateway.commands import CommandHandler
+
+    return CommandHandler.from_daemon(current, audit=current.audit, reply=current.reply,
+                                      rebirth=current.rebirth, healthy=current.healthy)
+
+
+def _run(cfg: Config) -> int:
+    wake = threading.Event()
+    pending: list[Config] = []
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: (stopping.append(1), wake.set()))
+    signal.signal(signal.SIGINT, lambda *_: (stopping.append(1), wake.set()))
+
+    def reload(new: Config) -> None:
+        pending.append(new)
+        wake.set()
+
+    handler = None
+
+    def make(c: Config) -> Daemon:
+        new = Daemon(c)
+        new.request_reload = reload
+        # No [commands] table: no remote command at all (and cryptography is never even imported).
+        new.on_command = (lambda name, payload: handler.handle(name, payload)) if c.commands else None
+        return new
+
+    d = make(cfg)
+    current = CurrentDaemon(d)
+    if cfg.commands:
+        handler = _command_handler(current)  # a bad key file stops us here, before any port is opened
+    d.start()
+    try:
+        while True:
+            wake.wait()
+            wake.clear()
+            if stopping:
+                return 0
+            if pending:
+                new = pending.pop()
+                log.warning("reloading configuration %s", new.path)
+                _let_replies_go(d)
+                # Active alarms are in the state file: the new daemon sounds them again at once
+                # (the relays drop for the moment between the two, well under a second).
+                d.stop(reloading=True)
+                d = make(new)
+                current.d = d
+                if new.commands and handler is None:
+                    handler = _command_handler(current)
+                elif handler is not None:
+                    from gateway.commands.keys import load_public_keys
+
+                    handler.keys = load_public_keys(new.commands.platform_keys) if new.commands else []
+                d.start()
+    finally:
+        if handler is not None:
+            handler.close()
+        d.stop()
