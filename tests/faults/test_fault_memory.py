@@ -1,7 +1,7 @@
 """Memory during a long outage: 50 sensors polled at 1 Hz, telemetry every second, the broker away
 the whole time, so every event has to wait in the outbox. The daemon's RSS (VmRSS) stays bounded:
 nothing queues in memory. Sampled for 60 s here (10 minutes in the soak variant); the growth over
-the second half must stay under 5 MB and the peak under 60 MB."""
+the second half must stay under 5 MB and the peak under 45 MB (the issue's target)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tests.mosquitto import free_port, wait_for
 
 SENSORS = 50
 GROWTH_MAX_KB = 5 * 1024
-PEAK_MAX_KB = 60 * 1024
+PEAK_MAX_KB = 45 * 1024  # issue 7: RSS <= 45 MB at 50 sensors (measured ~40 MB)
 
 
 def body(port: int) -> str:
