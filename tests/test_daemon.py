@@ -8,54 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
 from drivers.sim.modbus_device import SimBus
 from gateway.config import load_config
+from tests.daemonkit import SIREN_PIN, run_daemon, stop_daemon, write_config
 from tests.ptys import wait_until
-
-SIREN_PIN = 17
-
-
-def _write_config(tmp_path, port: int) -> str:
-    path = tmp_path / "gateway.toml"
-    path.write_text(textwrap.dedent(f"""
-        [gateway]
-        id = "test-gw"
-        data_dir = "./var"
-        control_socket = "./var/control.sock"
-
-        [buses.garage]
-        type = "tcp"
-        host = "127.0.0.1"
-        port = {port}
-
-        [[sensors]]
-        name = "garage-b2-water"
-        bus = "garage"
-        unit = 1
-        profile = "water-level-rs485"
-        poll_s = 0.1
-
-        [gpio]
-        backend = "sim"
-        record = "./var/pins.jsonl"
-
-        [outputs.garage-siren]
-        pin = {SIREN_PIN}
-        active_low = true
-        pattern = {{ orange = "pulse", red = "steady" }}
-
-        [[rules]]
-        sensor = "garage-b2-water"
-        point = "level"
-        above = {{ blue = 5, yellow = 15, orange = 25, red = 40 }}
-        hysteresis = 2
-        sound = ["garage-siren"]
-    """))
-    return str(path)
 
 
 def _pins(tmp_path) -> list[dict]:
@@ -70,34 +29,19 @@ def _siren_on(tmp_path, after: int = 0) -> bool:
     return bool(changes) and changes[-1]["value"] == 0  # active-low: 0 is ON
 
 
-def _run(cfg_path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "-c", cfg_path],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
 @pytest.fixture
 def garage(tmp_path):
     with SimBus.tcp("127.0.0.1", 0) as sim:
-        cfg_path = _write_config(tmp_path, sim.port)
+        cfg_path = write_config(tmp_path, "test-gw", sim.port, pattern={"orange": "pulse", "red": "steady"},
+                                above={"blue": 5, "yellow": 15, "orange": 25, "red": 40}, hysteresis=2)
         prof = load_config(cfg_path).sensors["garage-b2-water"].profile
         sim.add_device(1, prof, {"level": 2.0})
         yield sim, cfg_path
 
 
-def _stop(proc):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    return proc.stdout.read()
-
-
 def test_flood_sounds_then_kill9_and_restart_sounds_again(tmp_path, garage):
     sim, cfg_path = garage
-    proc = _run(cfg_path)
+    proc = run_daemon(cfg_path)
     try:
         wait_until(lambda: (tmp_path / "var" / "control.sock").exists(), timeout=15, what="daemon up")
         sim.set_value(1, "level", 45.0)
@@ -108,12 +52,12 @@ def test_flood_sounds_then_kill9_and_restart_sounds_again(tmp_path, garage):
         proc.send_signal(signal.SIGKILL)
         proc.wait(5)
     finally:
-        _stop(proc)
+        stop_daemon(proc)
     # The gauge goes silent with the Pi: no fresh reading can re-raise the alarm, only the restore.
     sim.behave(1, "dead")
     # The dead Pi: a real relay would drop. Mark where the next run's history starts.
     before = len(_pins(tmp_path))
-    proc = _run(cfg_path)
+    proc = run_daemon(cfg_path)
     try:
         wait_until(lambda: _siren_on(tmp_path, before), timeout=10, what="siren ON again after restart")
         # a dead gauge is a fault: it neither clears the alarm nor silences the siren
@@ -121,14 +65,14 @@ def test_flood_sounds_then_kill9_and_restart_sounds_again(tmp_path, garage):
         sim.set_value(1, "level", 1.0)
         wait_until(lambda: not _siren_on(tmp_path, before), timeout=10, what="siren off when water is gone")
     finally:
-        out = _stop(proc)
+        out = stop_daemon(proc)
     assert "restored active alarms" in out and "garage-b2-water.level#1" in out
 
 
 def test_cli_status_and_read_through_the_daemon(tmp_path, garage):
     sim, cfg_path = garage
     sim.set_value(1, "level", 12.5)
-    proc = _run(cfg_path)
+    proc = run_daemon(cfg_path)
     try:
         wait_until(lambda: (tmp_path / "var" / "control.sock").exists(), timeout=15, what="daemon up")
 
@@ -152,7 +96,7 @@ def test_cli_status_and_read_through_the_daemon(tmp_path, garage):
                            capture_output=True, text=True, timeout=20)
         assert "garage-b2-water" in r.stdout and "ALARMS:" in r.stdout and "blue" in r.stdout
     finally:
-        _stop(proc)
+        stop_daemon(proc)
 
 
 def test_cli_without_daemon_says_how_to_start_it(tmp_path, garage):
@@ -180,7 +124,7 @@ def test_check_demo_config_and_a_bad_config(tmp_path):
 
 def test_reload_refuses_a_bad_file_and_applies_a_good_one(tmp_path, garage):
     sim, cfg_path = garage
-    proc = _run(cfg_path)
+    proc = run_daemon(cfg_path)
     try:
         wait_until(lambda: (tmp_path / "var" / "control.sock").exists(), timeout=15, what="daemon up")
 
@@ -206,12 +150,12 @@ def test_reload_refuses_a_bad_file_and_applies_a_good_one(tmp_path, garage):
         sim.set_value(1, "level", 20.0)
         wait_until(lambda: '"raised"' in cli("events", "--json").stdout, timeout=10, what="an alarm event")
     finally:
-        _stop(proc)
+        stop_daemon(proc)
 
 
 def test_cli_siren_test_silence_and_ack_drive_the_relay(tmp_path, garage):
     sim, cfg_path = garage
-    proc = _run(cfg_path)
+    proc = run_daemon(cfg_path)
 
     def cli(*args):
         return subprocess.run([sys.executable, "-m", "gateway.cli", *args, "-c", cfg_path],
@@ -240,4 +184,4 @@ def test_cli_siren_test_silence_and_ack_drive_the_relay(tmp_path, garage):
         wait_until(lambda: json.loads(cli("status", "--json").stdout)["alarms"] == [], timeout=10,
                    what="alarm cleared once acknowledged and the water is gone")
     finally:
-        _stop(proc)
+        stop_daemon(proc)

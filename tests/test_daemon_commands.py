@@ -5,20 +5,18 @@ the audit events at the reference receiver. Forged and replayed commands change 
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
 from drivers.sim.modbus_device import SimBus
 from gateway.config import load_config
 from gateway.platform import Receiver
+from tests.daemonkit import run_daemon, stop_daemon, write_config
 from tests.mosquitto import Mosquitto, wait_for
 
 GW = "cmd-gw"
-PIN = 17
 
 
 def _platform(*args, timeout=30):
@@ -31,59 +29,22 @@ def site(tmp_path):
     assert _platform("keygen", "--out", str(tmp_path / "platform")).returncode == 0
     assert _platform("keygen", "--out", str(tmp_path / "intruder")).returncode == 0
     with Mosquitto(tmp_path / "broker") as broker, SimBus.tcp("127.0.0.1", 0) as sim:
-        cfg_path = tmp_path / "gateway.toml"
-        cfg_path.write_text(textwrap.dedent(f"""
-            [gateway]
-            id = "{GW}"
-            data_dir = "./var"
-            control_socket = "./var/control.sock"
-
-            [buses.garage]
-            type = "tcp"
-            host = "127.0.0.1"
-            port = {sim.port}
-
-            [[sensors]]
-            name = "garage-b2-water"
-            bus = "garage"
-            unit = 1
-            profile = "water-level-rs485"
-            poll_s = 0.1
-
-            [gpio]
-            backend = "sim"
-            record = "./var/pins.jsonl"
-
-            [outputs.garage-siren]
-            pin = {PIN}
-            pattern = {{ red = "steady" }}
-
-            [[rules]]
-            sensor = "garage-b2-water"
-            point = "level"
-            above = {{ red = 40 }}
-            sound = ["garage-siren"]
-
+        cfg_path = write_config(tmp_path, GW, sim.port, extra=f"""
             [uplink]
             host = "127.0.0.1"
             port = {broker.port}
 
             [commands]
             platform_keys = ["./platform.pub"]
-        """))
-        sim.add_device(1, load_config(str(cfg_path)).sensors["garage-b2-water"].profile, {"level": 2.0})
+        """)
+        sim.add_device(1, load_config(cfg_path).sensors["garage-b2-water"].profile, {"level": 2.0})
         rx = Receiver("127.0.0.1", broker.port).start()
-        proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "-c", str(cfg_path)],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = run_daemon(cfg_path)
         try:
             wait_for(lambda: rx.presence.get(GW, {}).get("state") == "online", 20, what="birth")
             yield tmp_path, broker, sim, rx
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_daemon(proc)
             rx.close()
 
 

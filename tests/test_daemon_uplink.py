@@ -5,10 +5,8 @@ against the contract's schemas."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import textwrap
 import time
 from datetime import datetime
 
@@ -17,51 +15,14 @@ import pytest
 from drivers.sim.modbus_device import SimBus
 from gateway.config import load_config
 from gateway.platform import Receiver
+from tests.daemonkit import run_daemon, stop_daemon, write_config
 from tests.mosquitto import Mosquitto, wait_for
 
 GW = "uplink-gw"
 
 
 def _config(tmp_path, sim_port: int, broker_port: int) -> str:
-    p = tmp_path / "gateway.toml"
-    p.write_text(textwrap.dedent(f"""
-        [gateway]
-        id = "{GW}"
-        data_dir = "./var"
-        control_socket = "./var/control.sock"
-
-        [buses.garage]
-        type = "tcp"
-        host = "127.0.0.1"
-        port = {sim_port}
-
-        [[sensors]]
-        name = "garage-b2-water"
-        bus = "garage"
-        unit = 1
-        profile = "water-level-rs485"
-        poll_s = 0.1
-
-        [[sensors]]
-        name = "hydrant-3"
-        bus = "garage"
-        unit = 2
-        profile = "hydrant-pressure-rs485"
-        poll_s = 0.1
-
-        [gpio]
-        backend = "sim"
-
-        [outputs.garage-siren]
-        pin = 17
-        pattern = {{ red = "steady" }}
-
-        [[rules]]
-        sensor = "garage-b2-water"
-        point = "level"
-        above = {{ yellow = 15, red = 40 }}
-        sound = ["garage-siren"]
-
+    return write_config(tmp_path, GW, sim_port, above={"yellow": 15, "red": 40}, hydrant=True, extra=f"""
         [uplink]
         host = "127.0.0.1"
         port = {broker_port}
@@ -72,8 +33,7 @@ def _config(tmp_path, sim_port: int, broker_port: int) -> str:
         [outbox]
         telemetry_period_s = 1
         status_period_s = 1
-    """))
-    return str(p)
+    """)
 
 
 @pytest.fixture
@@ -90,25 +50,9 @@ def field(tmp_path):
             rx.close()
 
 
-def _run(path):
-    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "-c", path],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def _stop(proc):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    return proc.stdout.read()
-
-
 def test_alarm_fault_telemetry_and_status_reach_the_platform_and_validate(field):
     broker, sim, path, rx = field
-    proc = _run(path)
+    proc = run_daemon(path)
     try:
         wait_for(lambda: rx.presence.get(GW, {}).get("state") == "online", 20, what="birth")
         sim.set_value(1, "level", 45.0)
@@ -123,7 +67,7 @@ def test_alarm_fault_telemetry_and_status_reach_the_platform_and_validate(field)
         st = json.loads(r.stdout)
         assert st["uplink"]["state"] == "online", st["uplink"]
     finally:
-        out = _stop(proc)
+        out = stop_daemon(proc)
     wait_for(lambda: rx.presence.get(GW, {}).get("state") == "offline", 10, what="offline on clean stop")
     assert rx.invalid == [], rx.invalid  # every payload matched the schemas
     assert rx.undeclared_gaps(GW) == []
@@ -134,7 +78,7 @@ def test_alarm_fault_telemetry_and_status_reach_the_platform_and_validate(field)
 
 def test_broker_outage_events_are_kept_and_delivered_alarms_first(field):
     broker, sim, path, rx = field
-    proc = _run(path)
+    proc = run_daemon(path)
     try:
         wait_for(lambda: rx.presence.get(GW, {}).get("state") == "online", 20, what="birth")
         broker.stop()
@@ -162,6 +106,6 @@ def test_broker_outage_events_are_kept_and_delivered_alarms_first(field):
         assert new and new[0]["type"] == "alarm", [(e["seq"], e["type"]) for e in new[:5]]
         assert new[0]["replay"] is True  # sent from the backlog
     finally:
-        _stop(proc)
+        stop_daemon(proc)
     assert rx.undeclared_gaps(GW) == []
     assert rx.invalid == []

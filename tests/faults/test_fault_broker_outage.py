@@ -15,42 +15,16 @@ import pytest
 from drivers.sim.modbus_device import SimBus
 from faultkit import GW, missing_seqs, outbox_max_seq, ranges, report, ts_of, write_config
 from gateway.config import load_config
+from tests.daemonkit import garage_toml
 from tests.mosquitto import wait_for
-
-BODY = """
-[buses.garage]
-type = "tcp"
-host = "127.0.0.1"
-port = {port}
-
-[[sensors]]
-name = "garage-b2-water"
-bus = "garage"
-unit = 1
-profile = "water-level-rs485"
-poll_s = 0.2
-
-[[sensors]]
-name = "hydrant-3"
-bus = "garage"
-unit = 2
-profile = "hydrant-pressure-rs485"
-poll_s = 0.2
-
-[[rules]]
-sensor = "garage-b2-water"
-point = "level"
-above = { yellow = 15, red = 40 }
-hysteresis = 2
-sound = ["garage-siren"]
-"""
 
 
 def outage(tmp_path, broker, rx, gateways, outage_s: float):
     stop = threading.Event()
     try:
         with SimBus.tcp("127.0.0.1", 0) as sim:
-            path = write_config(tmp_path, BODY.replace("{port}", str(sim.port)), broker_port=broker.port,
+            body = garage_toml(sim.port, poll_s=0.2, above={"yellow": 15, "red": 40}, hysteresis=2, hydrant=True)
+            path = write_config(tmp_path, body, broker_port=broker.port,
                                 outbox="telemetry_period_s = 1\nstatus_period_s = 10")
             cfg = load_config(path)
             sim.add_device(1, cfg.sensors["garage-b2-water"].profile, {"level": 2.0})

@@ -20,34 +20,8 @@ import pytest
 from drivers.sim.modbus_device import SimBus
 from faultkit import GW, SIREN_PIN, missing_seqs, outbox_max_seq, ranges, report, ts_of, write_config
 from gateway.config import load_config
+from tests.daemonkit import garage_toml
 from tests.mosquitto import wait_for
-
-BODY = """
-[buses.garage]
-type = "tcp"
-host = "127.0.0.1"
-port = {port}
-
-[[sensors]]
-name = "garage-b2-water"
-bus = "garage"
-unit = 1
-profile = "water-level-rs485"
-poll_s = 0.1
-
-[[sensors]]
-name = "hydrant-3"
-bus = "garage"
-unit = 2
-profile = "hydrant-pressure-rs485"
-poll_s = 0.1
-
-[[rules]]
-sensor = "garage-b2-water"
-point = "level"
-above = { yellow = 15, red = 40 }
-sound = ["garage-siren"]
-"""
 
 
 @pytest.fixture
@@ -99,7 +73,8 @@ def test_disk_full_keeps_alarms_and_the_siren_and_recovers(tmp_path, small_fs, b
     rx = receiver
     (tmp_path / "run").mkdir()
     with SimBus.tcp("127.0.0.1", 0) as sim:
-        path = write_config(tmp_path, BODY.replace("{port}", str(sim.port)), broker_port=broker.port,
+        body = garage_toml(sim.port, above={"yellow": 15, "red": 40}, hydrant=True)
+        path = write_config(tmp_path, body, broker_port=broker.port,
                             data_dir="./data", control_socket="./run/control.sock", record="./pins.jsonl",
                             outbox="telemetry_period_s = 0.2\nstatus_period_s = 2\ndeadband = 0")
         cfg = load_config(path)

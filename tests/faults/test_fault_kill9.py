@@ -14,35 +14,8 @@ import pytest
 from drivers.sim.modbus_device import SimBus
 from faultkit import GW, missing_seqs, outbox_max_seq, ranges, report, write_config
 from gateway.config import load_config
+from tests.daemonkit import garage_toml
 from tests.mosquitto import wait_for
-
-BODY = """
-[buses.garage]
-type = "tcp"
-host = "127.0.0.1"
-port = {port}
-
-[[sensors]]
-name = "garage-b2-water"
-bus = "garage"
-unit = 1
-profile = "water-level-rs485"
-poll_s = 0.1
-
-[[sensors]]
-name = "hydrant-3"
-bus = "garage"
-unit = 2
-profile = "hydrant-pressure-rs485"
-poll_s = 0.1
-
-[[rules]]
-sensor = "garage-b2-water"
-point = "level"
-above = { yellow = 15, red = 40 }
-hysteresis = 2
-sound = ["garage-siren"]
-"""
 
 
 class Flood(threading.Thread):
@@ -66,7 +39,8 @@ class Flood(threading.Thread):
 def kill9_storm(tmp_path, broker, receiver, gateways, kills: int, seed: int):
     rx = receiver
     with SimBus.tcp("127.0.0.1", 0) as sim:
-        path = write_config(tmp_path, BODY.replace("{port}", str(sim.port)), broker_port=broker.port,
+        body = garage_toml(sim.port, above={"yellow": 15, "red": 40}, hysteresis=2, hydrant=True)
+        path = write_config(tmp_path, body, broker_port=broker.port,
                             outbox="telemetry_period_s = 0.5\nstatus_period_s = 2\ndeadband = 0")
         cfg = load_config(path)
         sim.add_device(1, cfg.sensors["garage-b2-water"].profile, {"level": 2.0})
