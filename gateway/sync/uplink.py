@@ -117,8 +117,7 @@ class Uplink:
             self._thread = None
 
     def reply(self, payload) -> None:
-        """Queue an answer to a command for <root>/<gw>/reply (sent while online, dropped otherwise:
-        anything that must survive an outage belongs in the outbox as an audit event)."""
+        """Queue an answer for <root>/<gw>/reply: sent while online, else dropped (audit events keep the record)."""
         if not isinstance(payload, (bytes, str)):
             payload = json.dumps(payload, separators=(",", ":"))
         self._replies.put(payload)
