@@ -36,17 +36,19 @@ def _socket_of_file(config_path: str) -> str:
     from gateway.config.model import DEFAULT_DATA_DIR
     from gateway.control import client_socket_path
 
-    path = Path(resolve_config_path(config_path)).resolve()
+    path = Path(resolve_config_path(config_path)).absolute()  # as the loader does: no symlink resolution
     try:
         gw = tomllib.loads(path.read_text()).get("gateway", {})
     except (OSError, ValueError):
         gw = {}
     if not isinstance(gw, dict):
         gw = {}
+    from gateway.config.paths import resolve
+
     base = path.parent
     data_dir = gw.get("data_dir") if isinstance(gw.get("data_dir"), str) else DEFAULT_DATA_DIR
     sock = gw.get("control_socket") if isinstance(gw.get("control_socket"), str) else None
-    return client_socket_path(str(base / data_dir), str(base / sock) if sock else None)
+    return client_socket_path(resolve(base, data_dir), resolve(base, sock) if sock else None)
 
 
 def control_command(args, load) -> int:

@@ -47,8 +47,10 @@ class Daemon:
         self._gpio = gpio
         self.recorder = self.outbox = self.uplink = self.control = None
         self.cert_expiry = None
+        self.started = False  # every part is up (config push's health check waits for this)
         self.safety = self.acquisition = self.watchdog = None
-        self._early: list[tuple[str, dict, float]] = []  # events before the outbox was open
+        # Events before the outbox opened (bounded: an outbox that never opens must not grow memory).
+        self._early: collections.deque = collections.deque(maxlen=10_000)
         self._record_lock = threading.Lock()
         self._stop = threading.Event()
         self.request_reload = None  # set by run_daemon: callable(new_config)
@@ -81,7 +83,10 @@ class Daemon:
         self.safety.start()
         snapshot = self.state_file.load()
         if snapshot:
-            self.safety.restore(snapshot).result(10)  # problems (a rule that is gone) are logged by the loop
+            try:
+                self.safety.restore(snapshot).result(10)  # problems (a rule that is gone) are logged by the loop
+            except TimeoutError:
+                raise GatewayError("the safety loop did not restore the saved alarms within 10 s") from None
             log.warning("restored active alarms from %s: %s", self.state_file.path,
                         ", ".join(a["id"] for a in self.safety.status().get("alarms", [])) or "none active")
         self._open_outbox()
@@ -97,6 +102,7 @@ class Daemon:
         self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
         self._supervisor.start()
         self.watchdog.ready(f"{len(cfg.sensors)} sensors on {len(self.acquisition.loops)} buses")
+        self.started = True
         log.info("gateway %s %s running: %d sensors, %d rules, %d outputs", cfg.gateway.id, __version__,
                  len(cfg.sensors), len(cfg.rules), len(cfg.outputs))
         return self

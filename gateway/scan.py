@@ -26,6 +26,7 @@ class Found:
     baud: int | None
     registers: list[int] | None
     note: str
+    garbled: bool = False
 
     @property
     def profile(self) -> str:
@@ -87,7 +88,7 @@ def _read_head(link, unit: int, timeout: float) -> list[int]:
 def scan(bus: Bus, units: list[int], bauds: list[int | None], timeout: float, progress=None) -> list[Found]:
     from drivers.modbus import open_link
 
-    found: list[Found] = []
+    found: dict[int, Found] = {}  # unit -> what it said; a garbled answer is asked again at the next baud
     total = len(units) * len(bauds)
     done = 0
     for baud in bauds:
@@ -96,22 +97,23 @@ def scan(bus: Bus, units: list[int], bauds: list[int | None], timeout: float, pr
         try:
             for u in units:
                 done += 1
-                if any(f.unit == u for f in found):
+                if u in found and not found[u].garbled:
                     continue
                 try:
-                    found.append(Found(u, baud, _read_head(link, u, timeout), "answers"))
+                    found[u] = Found(u, baud, _read_head(link, u, timeout), "answers")
                 except DeviceFault as f:
                     if f.reason == "exception" and (f.detail or "").startswith(("code 10 ", "code 11 ")):
                         pass  # a Modbus TCP gateway saying nobody answers behind it
                     elif f.reason == "exception":  # it is there, just has no registers 0..4
-                        found.append(Found(u, baud, None, f"answers with {f.detail or 'an exception'}"))
-                    elif f.reason != "timeout":
-                        found.append(Found(u, baud, None, f"garbled answer ({f.reason}): wrong baud or wiring?"))
+                        found[u] = Found(u, baud, None, f"answers with {f.detail or 'an exception'}")
+                    elif f.reason != "timeout" and u not in found:
+                        found[u] = Found(u, baud, None, f"garbled answer ({f.reason}): wrong baud or wiring?",
+                                         garbled=True)
                 if progress:
                     progress(done, total, baud, len(found))
         finally:
             link.close()
-    return found
+    return [found[u] for u in sorted(found)]
 
 
 def _bar(done: int, total: int, baud, n: int) -> None:

@@ -18,6 +18,41 @@ from gateway.errors import GatewayError
 log = logging.getLogger("gateway.daemon")
 
 
+def _reload(d: Daemon, new: Config, make, current: CurrentDaemon, handler):
+    """Swap the running Daemon for one on `new`. If the new one cannot start, the old config runs
+    again (and a config push's watch, which outlives this, rolls the file back)."""
+    keys = None
+    if new.commands and handler is not None:
+        from gateway.commands.keys import load_public_keys
+
+        try:
+            keys = load_public_keys(new.commands.platform_keys)  # before anything is stopped
+        except GatewayError as e:
+            log.error("not reloading %s: %s", new.path, e)
+            return d, handler
+    log.warning("reloading configuration %s", new.path)
+    _let_replies_go(d)
+    old_cfg = d.cfg
+    # Active alarms are in the state file: the new daemon sounds them again at once
+    # (the relays drop for the moment between the two, well under a second).
+    d.stop(reloading=True)
+    try:
+        d = make(new)
+        current.d = d
+        if new.commands and handler is None:
+            handler = _command_handler(current)
+        elif handler is not None:
+            handler.keys = keys or []
+        d.start()
+        return d, handler
+    except Exception:  # noqa: BLE001 - whatever broke, the sirens must come back on the old config
+        log.exception("configuration %s could not be applied; going back to %s", new.path, old_cfg.path)
+    d = make(old_cfg)
+    current.d = d
+    d.start()  # if even the old config cannot start, the process exits and systemd restarts it
+    return d, handler
+
+
 def _let_replies_go(d: Daemon, timeout: float = 2.0) -> None:
     """The `reload` reply is on its way to the CLI: let it leave before the socket closes."""
     deadline = time.monotonic() + timeout
@@ -92,17 +127,20 @@ class CurrentDaemon:
         self.d.uplink.rebirth()
 
     def healthy(self, config_hash: str) -> bool:
-        """The daemon running *that* config is up: every bus loop and the safety loop beat, the uplink online."""
+        """The daemon running *that* config is fully up: every bus port open and its loop beating,
+        the safety loop beating, and the uplink online when the config has one."""
         d = self.d
-        if d.cfg.text_hash != config_hash or d.acquisition is None or d.safety is None or d._stop.is_set():
+        if d.cfg.text_hash != config_hash or not d.started or d._stop.is_set():
             return False
         now = time.monotonic()
-        allow = d.acquisition.allowances()
-        if any(now - beat > allow[name] for name, beat in d.acquisition.heartbeats().items()):
-            return False
+        for lp in d.acquisition.loops:
+            if lp.port_error is not None or now - lp.heartbeat > lp.allowance_s:
+                return False
         if not d.safety.alive(SAFETY_ALLOWANCE_S):
             return False
-        return d.uplink is None or d.uplink.status().get("state") == "online"
+        if d.cfg.uplink is None:
+            return True
+        return d.uplink is not None and d.uplink.status().get("state") == "online"
 
 
 def _command_handler(current: CurrentDaemon):
@@ -144,21 +182,11 @@ def _run(cfg: Config) -> int:
             if stopping:
                 return 0
             if pending:
-                new = pending.pop()
-                log.warning("reloading configuration %s", new.path)
-                _let_replies_go(d)
-                # Active alarms are in the state file: the new daemon sounds them again at once
-                # (the relays drop for the moment between the two, well under a second).
-                d.stop(reloading=True)
-                d = make(new)
-                current.d = d
-                if new.commands and handler is None:
-                    handler = _command_handler(current)
-                elif handler is not None:
-                    from gateway.commands.keys import load_public_keys
-
-                    handler.keys = load_public_keys(new.commands.platform_keys) if new.commands else []
-                d.start()
+                new = pending[-1]  # the newest request wins; older ones are superseded
+                pending.clear()
+                d, handler = _reload(d, new, make, current, handler)
+                if stopping:
+                    return 0
     finally:
         if handler is not None:
             handler.close()

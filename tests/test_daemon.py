@@ -185,3 +185,34 @@ def test_cli_siren_test_silence_and_ack_drive_the_relay(tmp_path, garage):
                    what="alarm cleared once acknowledged and the water is gone")
     finally:
         stop_daemon(proc)
+
+
+def test_a_reload_that_cannot_start_goes_back_to_the_running_config(tmp_path, garage):
+    sim, cfg_path = garage
+    proc = run_daemon(cfg_path)
+    try:
+        wait_until(lambda: (tmp_path / "var" / "control.sock").exists(), timeout=15, what="daemon up")
+
+        def status():
+            r = subprocess.run([sys.executable, "-m", "gateway.cli", "status", "--json", "-c", cfg_path],
+                               capture_output=True, text=True, timeout=30)
+            return json.loads(r.stdout) if r.returncode == 0 else None
+
+        wait_until(lambda: status()["uptime_s"] >= 1.0, timeout=10, what="the first daemon up for a second")
+        before = status()
+        first = before["config_hash"]
+        good = open(cfg_path).read()
+        # Valid for `gateway check`, impossible to start: /proc takes no directories.
+        open(cfg_path, "w").write(good.replace('data_dir = "./var"', 'data_dir = "/proc/gateway-cannot"'))
+        r = subprocess.run([sys.executable, "-m", "gateway.cli", "reload", "-c", cfg_path],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr  # accepted: the file is valid
+        wait_until(lambda: (st := status()) is not None and st["uptime_s"] < before["uptime_s"], timeout=20,
+                   what="a new daemon answering after the failed reload")
+        assert status()["config_hash"] == first  # the old configuration runs again
+        sim.set_value(1, "level", 45.0)
+        wait_until(lambda: _siren_on(tmp_path), timeout=10, what="siren still works")
+    finally:
+        out = stop_daemon(proc)
+    assert proc.returncode == 0
+    assert "could not be applied; going back to" in out

@@ -294,16 +294,19 @@ class Uplink:
             self._refresh()
         self._shutdown(client)
 
-    def _pump(self, client: mqtt.Client) -> None:
-        if self._rebirth.is_set():
-            self._rebirth.clear()
-            client.publish(self.status_topic, self._birth(), qos=1, retain=True)
+    def _pump_replies(self, client: mqtt.Client) -> None:
         while True:
             try:
                 payload = self._replies.get_nowait()
             except queue.Empty:
-                break
+                return
             client.publish(self.reply_topic, payload, qos=1)
+
+    def _pump(self, client: mqtt.Client) -> None:
+        if self._rebirth.is_set():
+            self._rebirth.clear()
+            client.publish(self.status_topic, self._birth(), qos=1, retain=True)
+        self._pump_replies(client)
         for row, replay in self.sender.next_rows():
             payload = (envelope.as_replay(row.body) if replay else row.body).encode()
             if self.sender.too_large(payload):
@@ -356,6 +359,7 @@ class Uplink:
 
     def _shutdown(self, client: mqtt.Client) -> None:
         self._state = "stopping"
+        self._pump_replies(client)  # a command's answer must not die with a reload
         deadline = time.monotonic() + self._drain_s
         while self.sender.inflight and time.monotonic() < deadline:
             if client.loop(0.05) != mqtt.MQTT_ERR_SUCCESS:
