@@ -18,7 +18,7 @@ from gateway.errors import GatewayError
 log = logging.getLogger("gateway.daemon")
 
 
-def _reload(d: Daemon, new: Config, make, current: CurrentDaemon, handler):
+def _reload(d: Daemon, new: Config, make, current: CurrentDaemon, handler, stopping: list):
     """Swap the running Daemon for one on `new`. If the new one cannot start, the old config runs
     again (and a config push's watch, which outlives this, rolls the file back)."""
     keys = None
@@ -36,6 +36,8 @@ def _reload(d: Daemon, new: Config, make, current: CurrentDaemon, handler):
     # Active alarms are in the state file: the new daemon sounds them again at once
     # (the relays drop for the moment between the two, well under a second).
     d.stop(reloading=True)
+    if stopping:  # SIGTERM came meanwhile: do not start what is about to be stopped
+        return d, handler
     try:
         d = make(new)
         current.d = d
@@ -184,7 +186,7 @@ def _run(cfg: Config) -> int:
             if pending:
                 new = pending[-1]  # the newest request wins; older ones are superseded
                 pending.clear()
-                d, handler = _reload(d, new, make, current, handler)
+                d, handler = _reload(d, new, make, current, handler, stopping)
                 if stopping:
                     return 0
     finally:

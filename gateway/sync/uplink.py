@@ -295,12 +295,8 @@ class Uplink:
         self._shutdown(client)
 
     def _pump_replies(self, client: mqtt.Client) -> None:
-        while True:
-            try:
-                payload = self._replies.get_nowait()
-            except queue.Empty:
-                return
-            client.publish(self.reply_topic, payload, qos=1)
+        while not self._replies.empty():  # this thread is the only consumer
+            client.publish(self.reply_topic, self._replies.get_nowait(), qos=1)
 
     def _pump(self, client: mqtt.Client) -> None:
         if self._rebirth.is_set():
