@@ -8,6 +8,7 @@ or bad_line (text that does not match)."""
 
 from __future__ import annotations
 
+import abc
 import random
 import threading
 import time
@@ -23,7 +24,7 @@ def a02yyuw_frame(distance_mm: int) -> bytes:
     return bytes([0xFF, high, low, (0xFF + high + low) & 0xFF])
 
 
-class _Emitter:
+class _Emitter(abc.ABC):
     behaviours: tuple[str, ...] = ("normal", "silent", "noise")
 
     def __init__(self, port: str, hz: float, baudrate: int, seed: int):
@@ -94,8 +95,9 @@ class _Emitter:
         # no 0xFF: noise must not be able to forge an A02YYUW frame start by chance
         return bytes(self._rng.randrange(0, 0xFF) for _ in range(self._rng.randint(1, 6)))
 
+    @abc.abstractmethod
     def _chunk(self, behaviour: str) -> bytes:
-        raise NotImplementedError
+        """The bytes one tick writes for `behaviour` (empty: nothing this tick)."""
 
 
 class A02yyuwEmitter(_Emitter):
