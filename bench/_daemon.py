@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from drivers.sim import SimBus  # noqa: E402
+from ptys import wait_until  # noqa: E402,F401  (the tests' bounded poll, re-exported for the benches)
 
 UNITS_PER_BUS = 247
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -158,17 +159,6 @@ def stop_daemon(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.001, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 def cpu_s(pid: int) -> float:
