@@ -36,7 +36,7 @@ soak: deps venv
 	SOAK=1 $(BIN)/python -m pytest tests/faults -q -m soak
 
 demo: venv
-	$(BIN)/python -m gateway.demo
+	$(BIN)/python -m gateway.sim.demo
 
 BENCH_STAMP := $(VENV)/.installed-bench
 

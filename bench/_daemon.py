@@ -88,10 +88,10 @@ def write_config(workdir: Path, buses: list[SimBus], n: int, *, poll_s: float = 
 
 _PYCACHE: str | None = None
 WARM_IMPORTS = ("asyncio", "ssl", "logging.handlers", "serial", "pymodbus.client", "paho.mqtt.client",
-                "sqlite_utils", "tomllib", "gateway.cli", "gateway.cli_control", "gateway.config", "gateway.daemon",
+                "sqlite_utils", "tomllib", "gateway.cli", "gateway.cli.daemon_calls", "gateway.config", "gateway.service.daemon",
                 "gateway.acquire", "gateway.act.loop", "gateway.act.safety", "gateway.record",
-                "gateway.record.health", "gateway.sync.uplink", "gateway.control", "gateway.control_handlers",
-                "gateway.notify", "drivers.gpio", "drivers.gpio.sim", "drivers.tcp", "drivers.rtu")
+                "gateway.record.health", "gateway.sync.uplink", "gateway.control", "gateway.control.handlers",
+                "gateway.service.notify", "drivers.gpio", "drivers.gpio.sim", "drivers.tcp", "drivers.rtu")
 
 
 def _bytecode_cache() -> str:

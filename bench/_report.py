@@ -519,7 +519,7 @@ def _load_analysis(ld: dict) -> str:
         parts.append(
             "Where the memory goes: " + ", ".join(f"{st['group']} {st['adds_mb']:.1f} MB" for st in big) +
             f" (imports, table above). The newest {crypto:.1f} MB are cryptography and jsonschema, which "
-            "`gateway/daemon.py: _run` now imports at start for remote commands (`gateway.commands.keys`, "
+            "`gateway/service/daemon.py: _run` now imports at start for remote commands (`gateway.commands.keys`, "
             "`CommandHandler`) even when the configuration has no `[commands]` table, as the bench's has not; "
             "before that work the same daemon held 37-38 MB (runs of 2026-11-25 on this machine). Importing them only "
             "when `[commands]` is configured (and jsonschema only when a command arrives) would bring a daemon "
@@ -555,7 +555,7 @@ def _status_analysis(c: dict) -> str:
         txt += (f"The CLI process takes {c['cli_median_s'] * 1000:.0f} ms because of what it does before the call, "
                 f"profiled with cProfile: interpreter start (~{c['python_startup_s'] * 1000:.0f} ms for `python -c pass` "
                 "here), then `gateway status` loads and fully validates the configuration to find the socket path "
-                "(`gateway/cli.py: _load` -> `load_config`): importing `gateway.config` (~80 ms, half of it generating "
+                "(`gateway/cli/main.py: _load` -> `load_config`): importing `gateway.config` (~80 ms, half of it generating "
                 "the config dataclasses' methods, which bytecode caching cannot save), reading the TOML twice with "
                 "line mapping for `FILE:LINE` messages (~50 ms for 50 sensors and 50 rules) and building the argparse "
                 "parser (~20 ms). The socket call itself is ~2 ms. Meeting 200 ms on this machine needs the CLI to "

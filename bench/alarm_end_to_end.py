@@ -21,7 +21,7 @@ sys.path[:0] = [str(ROOT)]
 from drivers.gpio.sim import SimGpio  # noqa: E402
 from drivers.sim import SimBus  # noqa: E402
 from gateway.config import load_config  # noqa: E402
-from gateway.daemon import Daemon  # noqa: E402
+from gateway.service.daemon import Daemon  # noqa: E402
 
 PIN = 17
 

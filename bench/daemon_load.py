@@ -42,10 +42,10 @@ IMPORT_GROUPS = [
     ("cryptography (Ed25519, serialization)", ["cryptography.hazmat.primitives.asymmetric.ed25519",
                                                "cryptography.hazmat.primitives.serialization"]),
     ("jsonschema (+referencing, rpds, attrs)", ["jsonschema"]),
-    ("gateway + drivers", ["gateway.commands", "gateway.commands.keys", "gateway.cli", "gateway.daemon", "gateway.acquire", "gateway.act.loop",
+    ("gateway + drivers", ["gateway.commands", "gateway.commands.keys", "gateway.cli", "gateway.service.daemon", "gateway.acquire", "gateway.act.loop",
                            "gateway.act.safety", "gateway.record", "gateway.record.health",
-                           "gateway.sync.uplink", "gateway.control", "gateway.control_handlers",
-                           "gateway.notify", "drivers.gpio", "drivers.tcp", "drivers.rtu"]),
+                           "gateway.sync.uplink", "gateway.control", "gateway.control.handlers",
+                           "gateway.service.notify", "drivers.gpio", "drivers.tcp", "drivers.rtu"]),
 ]
 
 _IMPORT_PROBE = r"""

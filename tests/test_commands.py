@@ -16,7 +16,7 @@ from gateway.commands import CommandHandler, load_public_keys
 from gateway.commands.nonces import FILE_NAME, NonceCache
 from gateway.commands.signing import b64url, canonical_bytes, sign
 from gateway.config import load_config
-from gateway.daemon import Daemon
+from gateway.service.daemon import Daemon
 from gateway.platform.keys import keygen, load_private_key
 from gateway.platform.sign import sign_command
 from gateway.reading import Reading

@@ -50,7 +50,7 @@ def test_sim_serves_every_point_of_the_demo_and_read_gets_them_good():
 
 def test_make_demo_shows_the_flood_sounding_and_clearing_the_siren():
     env = dict(os.environ, DEMO_SPEED="4")  # red must outlast the 3 s debounce in wall time
-    r = subprocess.run([sys.executable, "-m", "gateway.demo"], capture_output=True, text=True, timeout=120,
+    r = subprocess.run([sys.executable, "-m", "gateway.sim.demo"], capture_output=True, text=True, timeout=120,
                        env=env, cwd=ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout

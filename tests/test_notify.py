@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from gateway.notify import Watchdog, sd_notify, watchdog_interval
+from gateway.service.notify import Watchdog, sd_notify, watchdog_interval
 
 
 class FakeSystemd:
@@ -74,7 +74,7 @@ def test_abstract_namespace_address(monkeypatch):
 
 def test_vanished_systemd_socket_does_not_raise(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "gone"))
-    with caplog.at_level(logging.WARNING, logger="gateway.notify"):
+    with caplog.at_level(logging.WARNING, logger="gateway.service.notify"):
         assert sd_notify("WATCHDOG=1") is False
     assert "sd_notify 'WATCHDOG' failed" in caplog.text
 
@@ -111,7 +111,7 @@ def test_watchdog_fed_while_loops_beat_and_withheld_when_one_hangs(systemd, monk
             decide.beat()
             systemd.wait_for("WATCHDOG=1", timeout=1.0)
         # the bus loop hangs (stuck in a serial read); the decision loop carries on
-        with caplog.at_level(logging.ERROR, logger="gateway.notify"):
+        with caplog.at_level(logging.ERROR, logger="gateway.service.notify"):
             deadline = time.monotonic() + 3.0
             while not dog.stale() and time.monotonic() < deadline:
                 decide.beat()

@@ -9,7 +9,7 @@ import pytest
 from drivers.sim.modbus_device import SimBus
 from gateway.config import load_config
 from gateway.errors import GatewayError
-from gateway.scan import parse_units, recognise, scan
+from gateway.cli.scan import parse_units, recognise, scan
 from tests.ptys import PtyPair
 
 

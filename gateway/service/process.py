@@ -12,10 +12,10 @@ import threading
 import time
 
 from gateway.config.model import Config
-from gateway.daemon import SAFETY_ALLOWANCE_S, Daemon
+from gateway.service.daemon import SAFETY_ALLOWANCE_S, Daemon
 from gateway.errors import GatewayError
 
-log = logging.getLogger("gateway.daemon")
+log = logging.getLogger("gateway.service.daemon")
 
 
 def _reload(d: Daemon, new: Config, make, current: CurrentDaemon, handler, stopping: list):

@@ -17,12 +17,12 @@ import time
 from gateway import __version__
 from gateway.acquire import Acquisition
 from gateway.acquire.quality import QualityWatch
-from gateway.alarm_state import AlarmStateFile
+from gateway.act.alarm_state import AlarmStateFile
 from gateway.config.model import Config
 from gateway.errors import GatewayError, OutboxError
-from gateway.events import event_of
+from gateway.record.events import event_of
 
-log = logging.getLogger("gateway.daemon")
+log = logging.getLogger("gateway.service.daemon")
 SUPERVISE_S = 0.5
 CERT_WARN_DAYS = 30
 # Patterns, buttons and debounce ends are ticked this often. 50 ms keeps a 50 ms button debounce and
@@ -62,7 +62,7 @@ class Daemon:
         from drivers.gpio import open_gpio
         from gateway.act.loop import SafetyLoop
         from gateway.act.safety import SafetyCore
-        from gateway.notify import Watchdog
+        from gateway.service.notify import Watchdog
 
         try:
             return self._start(open_gpio, SafetyLoop, SafetyCore, Watchdog)
@@ -144,7 +144,7 @@ class Daemon:
 
     def _start_control(self) -> None:
         from gateway.control import ControlServer, default_socket_path
-        from gateway.control_handlers import handlers
+        from gateway.control.handlers import handlers
 
         path = self.cfg.gateway.control_socket or default_socket_path(self.cfg.gateway.data_dir)
         plain, streams = handlers(self)
@@ -228,7 +228,7 @@ class Daemon:
     # -- shutdown -----------------------------------------------------------------------
     def stop(self, reloading: bool = False) -> None:
         """Everything stopped, in flow order. Safe after a start() that failed halfway."""
-        from gateway.notify import sd_notify
+        from gateway.service.notify import sd_notify
 
         self._stop.set()
         if reloading:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from gateway.config import load_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config" / "demo.toml"
 SPEED = float(os.environ.get("DEMO_SPEED", "2"))
 DURATION_S = 110 / SPEED  # the flood scenario's story takes ~100 s of scenario time
@@ -39,13 +39,13 @@ def _wait_listening(cfg, timeout: float = 10.0) -> None:
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)-15s %(message)s",
                         datefmt="%H:%M:%S", stream=sys.stdout)
-    for noisy in ("pymodbus", "gateway.acquire", "gateway.control", "gateway.notify"):
+    for noisy in ("pymodbus", "gateway.acquire", "gateway.control", "gateway.service.notify"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     cfg = load_config(str(CONFIG))
     shutil.rmtree(cfg.gateway.data_dir, ignore_errors=True)  # a fresh community, no old alarms
     sim = subprocess.Popen([sys.executable, "-m", "gateway.cli", "sim", "-c", str(CONFIG), "--scenario", "flood",
                             "--speed", str(SPEED)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    from gateway.daemon import Daemon
+    from gateway.service.daemon import Daemon
 
     print(f"demo: flood scenario at {SPEED:g}x, {DURATION_S:.0f} s; garage-siren is BCM 17 (active-low), "
           f"pin changes recorded to {cfg.gpio.record}", flush=True)

@@ -148,7 +148,7 @@ def run_scan(cfg: Config, bus_name: str, units_text: str, baud_text: str | None,
 
 
 def _refuse_if_daemon_owns(cfg: Config, bus_name: str) -> None:
-    from gateway.cli_control import socket_path
+    from gateway.cli.daemon_calls import socket_path
     from gateway.control import ControlError, DaemonNotRunning, call
 
     try:

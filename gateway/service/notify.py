@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-log = logging.getLogger("gateway.notify")
+log = logging.getLogger("gateway.service.notify")
 
 
 def sd_notify(message: str, env: Mapping[str, str] | None = None) -> bool:

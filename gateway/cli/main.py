@@ -100,14 +100,14 @@ def _dispatch(args) -> int:
 
         return run_sim(_load(args), args.scenario, speed=args.speed, duration=args.duration)
     if args.command == "scan":
-        from gateway.scan import run_scan
+        from gateway.cli.scan import run_scan
 
         return run_scan(_load(args), args.bus, args.units, args.baud, args.timeout)
     if args.command == "run":
-        from gateway.service import run_daemon
+        from gateway.service.process import run_daemon
 
         return run_daemon(_load(args))
-    from gateway.cli_control import control_command
+    from gateway.cli.daemon_calls import control_command
 
     return control_command(args, _load)
 
@@ -122,7 +122,7 @@ def _read(args) -> int:
         raise GatewayError(f"unknown sensor {', '.join(unknown)}; configured: {', '.join(cfg.sensors)}")
     readings = None
     if not args.direct:
-        from gateway.cli_control import read_via_daemon
+        from gateway.cli.daemon_calls import read_via_daemon
 
         readings = read_via_daemon(cfg, args.sensors or None)
     if readings is None:
