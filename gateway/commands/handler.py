@@ -45,8 +45,11 @@ class CommandHandler:
         self.rebirth = rebirth
         self.clock = clock
         self.nonces = NonceCache(data_dir, clock)
+        # config hash -> when a signed command was last accepted while it ran: a push that changes
+        # the keys or the uplink is kept only once the platform has come back through them
+        self._accepted_under: dict[str, float] = {}
         self.push = None if healthy is None else ConfigPush(daemon, healthy=healthy, report=self._push_outcome,
-                                                            watch_s=watch_s)
+                                                            watch_s=watch_s, contacted=self._accepted_under.__contains__)
         self._run = {"status": self._status, "silence": self._silence, "ack": self._ack,
                      "siren_test": self._siren_test, "rebirth": self._rebirth, "config_get": self._config_get,
                      "config_push": self._config_push}
@@ -78,6 +81,7 @@ class CommandHandler:
 
     def _carry_out(self, cmd: Command) -> dict:
         log.warning("command %s %s accepted (platform key %d)", cmd.id, cmd.name, cmd.key_index)
+        self._accepted_under[self.daemon.cfg.text_hash] = time.monotonic()
         reply = {"id": cmd.id, "command": cmd.name}
         try:
             message, result = self._run[cmd.name](cmd)
@@ -138,8 +142,12 @@ class CommandHandler:
         if self.push is None:
             raise CommandError("unavailable", "this gateway cannot watch a pushed configuration (no health "
                                               "probe); configuration changes need a technician")
-        result = self.push.start(cmd.args["toml"], cmd.id, cmd.args.get("replaces"))
-        return (f"configuration valid, written and applying; rolled back unless the gateway is healthy "
+        self._accepted_under.clear()  # only contact after this push counts for it
+        result = self.push.start(cmd.args["toml"], cmd.id, cmd.args.get("replaces"),
+                                 cmd.args.get("changes_access", ()))
+        contact = (f" and a signed command reaches it through the new {' and '.join(result['changes'])}"
+                   if result.get("awaiting") == "contact" else "")
+        return (f"configuration valid, written and applying; rolled back unless the gateway is healthy{contact} "
                 f"within {result['watch_s']:g} s (a second reply follows)"), {"state": "applying", **result}
 
     def _push_outcome(self, fields: dict) -> None:
