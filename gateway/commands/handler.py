@@ -32,12 +32,12 @@ class CommandHandler:
     `.request_reload(cfg)`. `keys`: pinned Ed25519PublicKeys (empty: every command is refused).
     `audit(fields)`: record an audit event. `reply(dict)`: publish on <root>/<gw>/reply.
     `rebirth()`: publish the birth again. `healthy(config_hash) -> bool`: for config_push's watchdog;
-    without it config_push is refused."""
+    without it config_push is refused. `fault(fields)`: record a fault event (a lost nonce cache)."""
 
     def __init__(self, daemon, keys, data_dir: str, audit: Callable[[dict], None],
                  reply: Callable[[dict], None], *, rebirth: Callable[[], None] | None = None,
                  healthy: Callable[[str], bool] | None = None, clock: Callable[[], float] = time.time,
-                 watch_s: float = WATCH_S):
+                 watch_s: float = WATCH_S, fault: Callable[[dict], None] | None = None):
         self.daemon = daemon
         self.keys = list(keys)
         self.audit = audit
@@ -45,6 +45,9 @@ class CommandHandler:
         self.rebirth = rebirth
         self.clock = clock
         self.nonces = NonceCache(data_dir, clock)
+        if self.nonces.problem is not None and fault is not None:
+            reason, detail = self.nonces.problem
+            fault({"component": "commands", "state": "fault", "reason": reason, "detail": detail})
         # config hash -> when a signed command was last accepted while it ran: a push that changes
         # the keys or the uplink is kept only once the platform has come back through them
         self._accepted_under: dict[str, float] = {}

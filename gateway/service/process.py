@@ -149,7 +149,8 @@ def _command_handler(current: CurrentDaemon):
     from gateway.commands import CommandHandler
 
     return CommandHandler.from_daemon(current, audit=current.audit, reply=current.reply,
-                                      rebirth=current.rebirth, healthy=current.healthy)
+                                      rebirth=current.rebirth, healthy=current.healthy,
+                                      fault=lambda f: current.d._record("fault", f, time.time()))
 
 
 def _run(cfg: Config) -> int:
