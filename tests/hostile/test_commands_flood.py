@@ -22,9 +22,9 @@ from test_commands import COMMANDS_TABLE, CONFIG, GW, Site
 FLOOD = 2_000
 
 
-def forged(site, n):
+def forged(key, n):
     """`n` commands as an attacker makes them: a real command's shape with a signature of its own."""
-    good = sign_command(site.key, GW, "silence", {})
+    good = sign_command(key, GW, "silence", {})
     out = []
     for i in range(n):
         cmd = dict(good, id=f"forged-{i}", sig="A" * 86)  # unsigned by any pinned key
@@ -99,7 +99,7 @@ def test_a_flood_evicts_no_telemetry_from_a_full_outbox(tmp_path):
         d.outbox.add_many([("telemetry", {"sensor": "garage-b2-water", "point": "level", "value": float(i),
                                           "unit": "cm", "quality": "good"}, time.time()) for i in range(2_800)])
         started = time.monotonic()
-        for payload in forged(site, FLOOD):
+        for payload in forged(site.key, FLOOD):
             site.handler.handle("silence", payload)
         spent = time.monotonic() - started
         site.handler.close()  # writes the pending summary now instead of in a minute
@@ -115,3 +115,62 @@ def test_a_flood_evicts_no_telemetry_from_a_full_outbox(tmp_path):
         print(f"{FLOOD} forged commands refused in {spent:.2f} s")
     finally:
         site.daemon.stop()
+
+
+UPLINK_SITE = '''
+[uplink]
+host = "127.0.0.1"
+port = {port}
+'''
+
+
+def test_a_flood_through_the_broker_gets_ten_replies_and_the_alarm_goes_out(tmp_path):
+    """Through mosquitto and the real Uplink, wired as `gateway run` wires it. Before: every forged
+    command got a reply, queued on the uplink ahead of the next alarm event."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from gateway.reading import Reading
+    from gateway.service.process import CurrentDaemon, _command_handler
+    from mosquitto import Mosquitto, wait_for
+
+    broker = Mosquitto(tmp_path / "broker").start()
+    (tmp_path / "keys").mkdir()
+    keygen(str(tmp_path / "keys" / "platform"))
+    (tmp_path / "gateway.toml").write_text(CONFIG + COMMANDS_TABLE + UPLINK_SITE.format(port=broker.port))
+    d = Daemon(load_config(str(tmp_path / "gateway.toml")), gpio=SimGpio())
+    handler = _command_handler(CurrentDaemon(d))
+    d.on_command = handler.handle
+    replies, alarms = [], []
+    platform = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="platform")
+    platform.on_message = lambda c, u, m: (alarms if m.topic.endswith("/alarm") else replies).append(
+        json.loads(m.payload))
+    platform.connect(broker.host, broker.port)
+    platform.subscribe([(f"city/v1/{GW}/reply", 1), (f"city/v1/{GW}/event/alarm", 1)])
+    platform.loop_start()
+    attacker = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="attacker")
+    attacker.max_inflight_messages_set(1000)
+    attacker.connect(broker.host, broker.port)
+    attacker.loop_start()
+    try:
+        d.start()
+        wait_for(lambda: d.uplink.status()["state"] == "online", 10, what="uplink online")
+        for payload in forged(load_private_key(str(tmp_path / "keys" / "platform.key")), FLOOD):
+            attacker.publish(f"city/v1/{GW}/cmd/silence", payload, qos=1)
+        wait_for(lambda: sum(handler.rejections.counts.values()) >= FLOOD // 10, 30, what="the flood arriving")
+        d.safety.submit(Reading("garage-b2-water", "level", 45.0, "cm", "good", time.time(), time.monotonic()))
+        wait_for(lambda: alarms, 30, what="the alarm at the platform")
+        wait_for(lambda: sum(handler.rejections.counts.values()) >= FLOOD, 60, what="every forged command handled")
+        # Replies leave in order on one topic: once this last one is in, every flood reply is too.
+        d.uplink.reply({"id": "marker", "ok": True, "message": "after the flood"})
+        wait_for(lambda: any(r["id"] == "marker" for r in replies), 30, what="the marker reply")
+        assert len(replies) == REPLIES_PER_WINDOW + 1, f"{len(replies) - 1} replies to {FLOOD} forged commands"
+        assert alarms[0]["level"] == "red"
+    finally:
+        attacker.disconnect()
+        attacker.loop_stop()
+        platform.disconnect()
+        platform.loop_stop()
+        handler.close()
+        d.stop()
+        broker.close()

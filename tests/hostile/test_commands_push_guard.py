@@ -23,7 +23,7 @@ from gateway.platform.sign import sign_command
 from gateway.reading import Reading
 from gateway.service.daemon import Daemon
 from test_commands_push import ReloadingDaemon
-from test_commands import COMMANDS_TABLE, CONFIG, GW, OFF, ON, SIREN_PIN, wait_for
+from test_commands import COMMANDS_TABLE, CONFIG, GW, OFF, ON, SIREN_PIN, Site, wait_for
 
 UPLINK = '\n[uplink]\nhost = "127.0.0.1"\nport = 1\n'
 GOOD = CONFIG + COMMANDS_TABLE + UPLINK
@@ -179,3 +179,19 @@ def test_an_alarm_silenced_by_max_on_sounds_again_under_the_next_config(tmp_path
         assert alarm["level"] == "red" and not alarm["silenced"]
     finally:
         d.stop()
+
+
+def test_a_real_red_alarm_keeps_its_siren_through_a_refused_push(tmp_path):
+    """The same, against a running Daemon: the alarm's level and value come from the safety loop."""
+    site = Site(tmp_path)
+    try:
+        handler = site.new_handler(healthy=lambda h: True)
+        site.raise_alarm()
+        text = (CONFIG + COMMANDS_TABLE).replace('red = "steady" }', '}').replace('pulse",', 'pulse"')
+        reply, _ = site.send("config_push", {"toml": text}, handler=handler)
+        assert (reply["ok"], reply["error"]) == (False, "config_unsafe"), reply
+        assert "garage-siren would have no pattern for red" in reply["message"]
+        assert site.pins.values(SIREN_PIN)[-1] == ON
+        assert (tmp_path / "gateway.toml").read_text() == CONFIG + COMMANDS_TABLE
+    finally:
+        site.stop()

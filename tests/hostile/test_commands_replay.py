@@ -90,3 +90,28 @@ def test_send_keeps_the_last_issue_time_beside_the_key(site, tmp_path, monkeypat
     from gateway.commands.signing import parse_utc
     assert parse_utc(sent[0]["issued_at"]) > future
     assert IssueFile(key_path).last() == parse_utc(sent[0]["issued_at"])
+
+
+def test_gateway_run_records_the_loss_as_a_fault_event(tmp_path):
+    """Wired as `gateway run` wires it: the fault is in the outbox, on its way to the platform."""
+    from drivers.gpio.sim import SimGpio
+    from gateway.service.daemon import Daemon
+    from gateway.service.process import CurrentDaemon, _command_handler
+    from test_commands import wait_for
+
+    s = Site(tmp_path)
+    assert s.handler.handle("status", json.dumps(sign_command(s.key, GW, "status")).encode())["ok"]
+    s.stop()
+    (tmp_path / "var" / NONCES).unlink()
+    d = Daemon(s.cfg, gpio=SimGpio())
+    handler = _command_handler(CurrentDaemon(d))  # before start, as run_daemon does: the event waits
+    d.start()
+    try:
+        wait_for(lambda: any(e["type"] == "fault" and e.get("component") == "commands" for e in d.events),
+                 what="the fault event")
+        assert d.recorder.flush(5)
+        rows = d.outbox.db.execute("SELECT body FROM events WHERE type = 'fault'").fetchall()
+        assert any('"reason":"nonce_store_missing"' in r[0] for r in rows), rows
+    finally:
+        handler.close()
+        d.stop()
