@@ -60,7 +60,7 @@ class ConfigPush:
     # -- apply -------------------------------------------------------------------------------
     def start(self, text: str, command_id: str, replaces: str | None = None, changes_access=()) -> dict:
         """Check, write and apply `text`; the watchdog runs on. `changes_access`: the sections of
-        ACCESS_SECTIONS the signed command allows to change. Raises CommandError; nothing on disk
+        push_guard.ACCESS_SECTIONS the signed command allows to change. Raises CommandError; nothing on disk
         or in the daemon has changed when it does."""
         with self._lock:
             if self._watch is not None and self._watch.is_alive():
@@ -128,13 +128,13 @@ class ConfigPush:
             if before and not after:
                 problems.append(f"active alarm {alarm.get('id')} (rule {alarm.get('rule')}) sounds "
                                 f"{', '.join(before)} now and would have no output")
-        problems += active_alarm_problems(old, new, self.daemon.safety.status().get("alarms", []))
-        if problems:
-            raise CommandError("config_unsafe", "refused: " + "; ".join(dict.fromkeys(problems)) +
-                               " (push it again once the alarm has cleared)")
+        alarm_problems = active_alarm_problems(old, new, self.daemon.safety.status().get("alarms", []))
+        if problems or alarm_problems:
+            raise CommandError("config_unsafe", "refused: " + "; ".join(dict.fromkeys(problems + alarm_problems)) +
+                               (" (push it again once the alarm has cleared)" if alarm_problems else ""))
 
     def refuse_unannounced(self, new, allowed) -> list[str]:
-        """The ACCESS_SECTIONS `new` changes; CommandError('access_change') if the signed command
+        """The push_guard.ACCESS_SECTIONS `new` changes; CommandError('access_change') if the signed command
         did not name each of them (or this gateway cannot tell whether the platform comes back)."""
         changed = access_changes(self.daemon.cfg, new, _same_keys)
         missing = [s for s in changed if s not in allowed]

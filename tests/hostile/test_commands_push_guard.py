@@ -202,3 +202,27 @@ def test_a_real_red_alarm_keeps_its_siren_through_a_refused_push(tmp_path):
         assert (tmp_path / "gateway.toml").read_text() == CONFIG + COMMANDS_TABLE
     finally:
         site.stop()
+
+
+def test_send_puts_the_flag_in_the_signed_command(site, monkeypatch, capsys):
+    from gateway.commands.signing import canonical_bytes
+    from gateway.platform import cli as platform_cli
+
+    root, path = site
+    sent = []
+    monkeypatch.setattr("gateway.platform.sign.send_command",
+                        lambda host, port, cmd, **kw: sent.append(cmd) or [{"id": cmd["id"], "ok": True}])
+    key = str(root / "keys" / "platform.key")
+    assert platform_cli.main(["send", GW, "config_push", f"toml=@{path}", "--key", key,
+                              "--changes-access", "uplink,commands"]) == 0
+    assert sent[0]["args"]["changes_access"] == ["commands", "uplink"]
+    assert b'"changes_access"' in canonical_bytes(sent[0]), "covered by the signature"
+    assert platform_cli.main(["send", GW, "status", "--key", key, "--changes-access", "uplink"]) == 2
+    assert "config_push only" in capsys.readouterr().err
+
+
+def test_the_published_flag_names_what_the_guard_compares():
+    from gateway.commands.push_guard import ACCESS_SECTIONS
+    from gateway.commands.schemas import ARGS
+
+    assert tuple(ARGS["config_push"]["properties"]["changes_access"]["items"]["enum"]) == ACCESS_SECTIONS
