@@ -84,6 +84,14 @@ def figures(r: dict) -> list[dict]:
         row(f"gateway status, control-socket call alone, p99 of {len(c['call_s'])}",
             f"{c['call_p99_s'] * 1000:.2f} ms (p50 {c['call_p50_s'] * 1000:.2f})", "<= 200 ms",
             c["call_p99_s"] <= 0.2)
+    if "flood" in r:  # issue 12 item 5 (bench/command_flood.py)
+        if not missing("flood", "live alarm during a command flood"):
+            f = r["flood"]
+            row(f"live alarm to the broker during {f['flood']:,} forged commands, median vs quiet",
+                f"{f['during_median_ms']:.0f} ms vs {f['quiet_median_ms']:.0f} ms (max {f['during_max_ms']:.0f})",
+                "within +50 ms", f["extra_ms"] <= 50)
+            row("telemetry evicted by the flood (outbox 2,800 of 3,000 rows)", f"{f['evicted']}", "0",
+                f["evicted"] == 0)
     return rows
 
 

@@ -2,12 +2,16 @@
 strand a gateway nobody can reach without a truck.
 
     check  exactly `gateway check`: the text is written beside the config and load_config'ed
-    refuse a config that would leave an active alarm without an output, change the gateway's id, or
-           drop [commands] (each leaves the platform unable to put things right)
+    refuse a config that would leave an active alarm unsounded (push_guard.py), change the gateway's
+           id, or drop [commands]; and one that changes the pinned platform keys or the [uplink] target
+           unless the signed command says so in `changes_access` (each leaves the platform unable to
+           put things right)
     write  the running file is kept as <config>.previous; the new one replaces it atomically
     apply  daemon.request_reload(new config)
-    watch  healthy(new hash) must turn true within watch_s, else the previous file is written back,
-           reloaded, and the outcome reported (audit event, reply, log)
+    watch  healthy(new hash) must turn true within watch_s, and after a `changes_access` push the
+           platform must also have reached the gateway through the new settings (a signed command
+           accepted while the new config runs: contacted(new hash)), else the previous file is
+           written back, reloaded, and the outcome reported (audit event, reply, log)
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from gateway.config import load_config
 from gateway.errors import CommandError, ConfigError
 
 from .atomic import write_atomic
+from .keys import load_public_keys
+from .push_guard import access_changes, active_alarm_problems
 
 log = logging.getLogger("gateway.commands")
 WATCH_S = 60.0
@@ -35,11 +41,15 @@ class ConfigPush:
     `daemon`: `.cfg` (the running Config), `.safety.status()`, `.request_reload(cfg)`.
     `healthy(config_hash) -> bool`: true once the daemon running that config has its buses and uplink
     up (it must look at the daemon running now: a reload replaces the Daemon object).
-    `report(fields)`: the watchdog's verdict, {"command_id", "outcome", "message", "sha256"}."""
+    `report(fields)`: the watchdog's verdict, {"command_id", "outcome", "message", "sha256"}.
+    `contacted(config_hash) -> bool`: the platform has reached the gateway (a signed command was
+    accepted) while that config runs; without it a `changes_access` push is refused."""
 
-    def __init__(self, daemon, *, healthy, report, watch_s: float = WATCH_S, poll_s: float = POLL_S):
+    def __init__(self, daemon, *, healthy, report, watch_s: float = WATCH_S, poll_s: float = POLL_S,
+                 contacted=None):
         self.daemon = daemon
         self.healthy = healthy
+        self.contacted = contacted
         self.report = report
         self.watch_s = watch_s
         self.poll_s = poll_s
@@ -48,8 +58,9 @@ class ConfigPush:
         self._watch: threading.Thread | None = None
 
     # -- apply -------------------------------------------------------------------------------
-    def start(self, text: str, command_id: str, replaces: str | None = None) -> dict:
-        """Check, write and apply `text`; the watchdog runs on. Raises CommandError; nothing on disk
+    def start(self, text: str, command_id: str, replaces: str | None = None, changes_access=()) -> dict:
+        """Check, write and apply `text`; the watchdog runs on. `changes_access`: the sections of
+        push_guard.ACCESS_SECTIONS the signed command allows to change. Raises CommandError; nothing on disk
         or in the daemon has changed when it does."""
         with self._lock:
             if self._watch is not None and self._watch.is_alive():
@@ -66,18 +77,23 @@ class ConfigPush:
                                                "on (sha256 differs): get it again")
             candidate = self.check(text, path)
             self.refuse_unsafe(candidate)
+            needs_contact = self.refuse_unannounced(candidate, changes_access)
             try:
                 write_atomic(path + ".previous", current)
                 write_atomic(path, text.encode("utf-8"))
             except OSError as e:
                 raise CommandError("failed", f"cannot write {path}: {e}") from None
             new = self._reload_from(path, current)
-            self._watch = threading.Thread(target=self._run_watch, args=(command_id, new.text_hash),
+            self._watch = threading.Thread(target=self._run_watch, args=(command_id, new.text_hash, needs_contact),
                                            name="config-push-watch", daemon=True)
             self._watch.start()
         log.warning("configuration %s pushed by the platform (command %s, sha256 %s): applying; rolled back "
                     "unless healthy within %g s", path, command_id, new.text_hash[:12], self.watch_s)
-        return {"path": path, "sha256": new.text_hash, "previous": path + ".previous", "watch_s": self.watch_s}
+        result = {"path": path, "sha256": new.text_hash, "previous": path + ".previous", "watch_s": self.watch_s}
+        if needs_contact:
+            # the platform's cue: sign any command (status) and send it through the new settings
+            result.update(awaiting="contact", changes=needs_contact)
+        return result
 
     def check(self, text: str, path: str):
         """load_config on `text` as if it were the file at `path` (relative paths resolve the same).
@@ -112,8 +128,27 @@ class ConfigPush:
             if before and not after:
                 problems.append(f"active alarm {alarm.get('id')} (rule {alarm.get('rule')}) sounds "
                                 f"{', '.join(before)} now and would have no output")
-        if problems:
-            raise CommandError("config_unsafe", "refused: " + "; ".join(problems))
+        alarm_problems = active_alarm_problems(old, new, self.daemon.safety.status().get("alarms", []))
+        if problems or alarm_problems:
+            raise CommandError("config_unsafe", "refused: " + "; ".join(dict.fromkeys(problems + alarm_problems)) +
+                               (" (push it again once the alarm has cleared)" if alarm_problems else ""))
+
+    def refuse_unannounced(self, new, allowed) -> list[str]:
+        """The push_guard.ACCESS_SECTIONS `new` changes; CommandError('access_change') if the signed command
+        did not name each of them (or this gateway cannot tell whether the platform comes back)."""
+        changed = access_changes(self.daemon.cfg, new, _same_keys)
+        missing = [s for s in changed if s not in allowed]
+        if missing:
+            what = {"commands": "the pinned platform keys ([commands] platform_keys)",
+                    "uplink": "the [uplink] target (broker, topic root or identity)"}
+            raise CommandError("access_change", "refused: it changes " + " and ".join(what[m] for m in missing) +
+                               f"; a push that may lock the platform out must say so: sign it with "
+                               f"changes_access = {sorted(set(changed) | set(allowed))} (gateway-platform "
+                               f"send --changes-access {','.join(changed)})")
+        if changed and self.contacted is None:
+            raise CommandError("unavailable", "this gateway cannot tell whether the platform reaches it "
+                                              "through the new settings; change them on site")
+        return changed
 
     def _reload_from(self, path: str, previous: bytes):
         try:
@@ -125,20 +160,30 @@ class ConfigPush:
         return new
 
     # -- watch and roll back -----------------------------------------------------------------
-    def _run_watch(self, command_id: str, sha256: str) -> None:
+    def _run_watch(self, command_id: str, sha256: str, needs_contact=()) -> None:
         deadline = time.monotonic() + self.watch_s
         while not self._cancel.is_set():
-            if self._healthy(sha256):
+            if self._healthy(sha256) and (not needs_contact or self._contacted(sha256)):
                 log.warning("pushed configuration %s is running and healthy", sha256[:12])
+                message = "the new configuration is running; buses and uplink are up"
+                if needs_contact:
+                    message += "; the platform reached it through the new " + " and ".join(needs_contact)
                 self.report({"command_id": command_id, "outcome": "applied", "sha256": sha256,
-                             "message": "the new configuration is running; buses and uplink are up"})
+                             "message": message})
                 return
             if time.monotonic() >= deadline:
                 break
             self._cancel.wait(self.poll_s)
         if self._cancel.is_set():
             return
-        self.report({"command_id": command_id, "sha256": sha256, **self.rollback(sha256)})
+        self.report({"command_id": command_id, "sha256": sha256, **self.rollback(sha256, needs_contact)})
+
+    def _contacted(self, sha256: str) -> bool:
+        try:
+            return bool(self.contacted(sha256))
+        except Exception:  # noqa: BLE001 - as for _healthy: unknown counts as "not reached"
+            log.exception("contact check during a config push failed; counted as not reached")
+            return False
 
     def _healthy(self, sha256: str) -> bool:
         try:
@@ -148,7 +193,7 @@ class ConfigPush:
             log.exception("health check during a config push failed; counted as not healthy")
             return False
 
-    def rollback(self, bad_sha256: str) -> dict:
+    def rollback(self, bad_sha256: str, needs_contact=()) -> dict:
         """Put <config>.previous back and reload it. The refused file is kept as <config>.rejected."""
         path = self.daemon.cfg.path
         log.error("PUSHED CONFIGURATION %s NOT HEALTHY within %g s: rolling back to %s.previous",
@@ -165,9 +210,11 @@ class ConfigPush:
             return {"outcome": "rollback_failed", "message": f"the pushed configuration was not healthy within "
                     f"{self.watch_s:g} s and the rollback failed: {e}"}
         self.daemon.request_reload(old)
+        why = (f"the platform did not reach the gateway through the new {' and '.join(needs_contact)} within "
+               f"{self.watch_s:g} s (or buses or uplink were down)" if needs_contact else
+               f"the pushed configuration was not healthy within {self.watch_s:g} s (buses or uplink down)")
         return {"outcome": "rolled_back", "previous_sha256": old.text_hash,
-                "message": f"the pushed configuration was not healthy within {self.watch_s:g} s (buses or "
-                           f"uplink down); the previous one is back ({path}.rejected keeps the pushed one)"}
+                "message": f"{why}; the previous one is back ({path}.rejected keeps the pushed one)"}
 
     def wait(self, timeout: float) -> bool:
         """For tests and shutdown: true when no watch is running (any more)."""
@@ -178,6 +225,20 @@ class ConfigPush:
 
     def stop(self) -> None:
         self._cancel.set()
+
+
+def _same_keys(old_paths, new_paths) -> bool:
+    """The same pinned keys, whatever the files are called. A key file that cannot be read counts as
+    a change (the loader has already refused a missing one)."""
+    from cryptography.hazmat.primitives import serialization
+
+    def raw(paths):
+        return sorted(k.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+                      for k in load_public_keys(paths))
+    try:
+        return raw(old_paths) == raw(new_paths)
+    except CommandError:
+        return False
 
 
 def _outputs(cfg, rule_name) -> list[str]:

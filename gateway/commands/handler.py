@@ -18,6 +18,7 @@ from gateway.errors import CommandError, GatewayError
 from .config_push import WATCH_S, ConfigPush
 from .keys import load_public_keys
 from .nonces import NonceCache
+from .rejections import RejectionBudget
 from .signing import Command, CommandRejected, command_id_of, parse, verify
 
 log = logging.getLogger("gateway.commands")
@@ -32,12 +33,14 @@ class CommandHandler:
     `.request_reload(cfg)`. `keys`: pinned Ed25519PublicKeys (empty: every command is refused).
     `audit(fields)`: record an audit event. `reply(dict)`: publish on <root>/<gw>/reply.
     `rebirth()`: publish the birth again. `healthy(config_hash) -> bool`: for config_push's watchdog;
-    without it config_push is refused."""
+    without it config_push is refused. `fault(fields)`: record a fault event (a lost nonce cache).
+    `room() -> bool`: the outbox may take one more audit event about refused commands."""
 
     def __init__(self, daemon, keys, data_dir: str, audit: Callable[[dict], None],
                  reply: Callable[[dict], None], *, rebirth: Callable[[], None] | None = None,
                  healthy: Callable[[str], bool] | None = None, clock: Callable[[], float] = time.time,
-                 watch_s: float = WATCH_S):
+                 watch_s: float = WATCH_S, fault: Callable[[dict], None] | None = None,
+                 room: Callable[[], bool] = lambda: True):
         self.daemon = daemon
         self.keys = list(keys)
         self.audit = audit
@@ -45,8 +48,15 @@ class CommandHandler:
         self.rebirth = rebirth
         self.clock = clock
         self.nonces = NonceCache(data_dir, clock)
+        self.rejections = RejectionBudget(self._record_rejection, room=room)
+        if self.nonces.problem is not None and fault is not None:
+            reason, detail = self.nonces.problem
+            fault({"component": "commands", "state": "fault", "reason": reason, "detail": detail})
+        # config hash -> when a signed command was last accepted while it ran: a push that changes
+        # the keys or the uplink is kept only once the platform has come back through them
+        self._accepted_under: dict[str, float] = {}
         self.push = None if healthy is None else ConfigPush(daemon, healthy=healthy, report=self._push_outcome,
-                                                            watch_s=watch_s)
+                                                            watch_s=watch_s, contacted=self._accepted_under.__contains__)
         self._run = {"status": self._status, "silence": self._silence, "ack": self._ack,
                      "siren_test": self._siren_test, "rebirth": self._rebirth, "config_get": self._config_get,
                      "config_push": self._config_push}
@@ -64,20 +74,24 @@ class CommandHandler:
         try:
             cmd = verify(payload, topic_name, self.daemon.cfg.gateway.id, self.keys, self.clock(), self.nonces)
         except CommandRejected as e:
-            cid = _best_effort_id(payload)
-            log.warning("command %s on cmd/%s rejected: %s", cid, _safe(topic_name)[:64], e)
-            self._emit_audit(topic_name, cid, "rejected", e.reason, e.message)
-            return self._emit_reply({"id": cid, "command": _safe(topic_name)[:64], "ok": False,
-                                     "error": e.reason, "message": _safe(e.message)})
+            return self._refused(topic_name, _best_effort_id(payload), e.reason, e.message)
         except Exception:  # noqa: BLE001 - a bug in a check must not take the uplink thread with it
             log.exception("command on cmd/%s: internal error while verifying", _safe(topic_name)[:64])
-            self._emit_audit(topic_name, None, "rejected", "internal", "internal error while verifying")
-            return self._emit_reply({"id": None, "command": _safe(topic_name)[:64], "ok": False,
-                                     "error": "internal", "message": "internal error (logged on the gateway)"})
+            return self._refused(topic_name, None, "internal", "internal error (logged on the gateway)")
         return self._carry_out(cmd)
+
+    def _refused(self, topic_name, cid, reason: str, message: str) -> dict:
+        """Audited and answered within the flood budget (rejections.py): a flood of forged commands
+        costs a few audit events a minute and a few replies, never the outbox or an alarm's turn."""
+        reply = {"id": cid, "command": _safe(topic_name)[:64], "ok": False, "error": reason,
+                 "message": _safe(message)}
+        if self.rejections.rejected(reason, self._audit_fields(topic_name, cid, "rejected", reason, message)):
+            self._emit_reply(reply)
+        return reply
 
     def _carry_out(self, cmd: Command) -> dict:
         log.warning("command %s %s accepted (platform key %d)", cmd.id, cmd.name, cmd.key_index)
+        self._accepted_under[self.daemon.cfg.text_hash] = time.monotonic()
         reply = {"id": cmd.id, "command": cmd.name}
         try:
             message, result = self._run[cmd.name](cmd)
@@ -138,8 +152,12 @@ class CommandHandler:
         if self.push is None:
             raise CommandError("unavailable", "this gateway cannot watch a pushed configuration (no health "
                                               "probe); configuration changes need a technician")
-        result = self.push.start(cmd.args["toml"], cmd.id, cmd.args.get("replaces"))
-        return (f"configuration valid, written and applying; rolled back unless the gateway is healthy "
+        self._accepted_under.clear()  # only contact after this push counts for it
+        result = self.push.start(cmd.args["toml"], cmd.id, cmd.args.get("replaces"),
+                                 cmd.args.get("changes_access", ()))
+        contact = (f" and a signed command reaches it through the new {' and '.join(result['changes'])}"
+                   if result.get("awaiting") == "contact" else "")
+        return (f"configuration valid, written and applying; rolled back unless the gateway is healthy{contact} "
                 f"within {result['watch_s']:g} s (a second reply follows)"), {"state": "applying", **result}
 
     def _push_outcome(self, fields: dict) -> None:
@@ -154,20 +172,32 @@ class CommandHandler:
         self._emit_reply(reply)
 
     def close(self, timeout: float = 1.0) -> None:
-        """Stop watching a pushed config (the daemon is going away). Its files stay as they are."""
+        """Stop watching a pushed config (the daemon is going away). Its files stay as they are.
+        The counts of refused commands not yet summarised are audited now."""
+        self.rejections.close()
         if self.push is not None:
             self.push.stop()
             self.push.wait(timeout)
 
     # -- output -------------------------------------------------------------------------------
+    @staticmethod
+    def _audit_fields(name, cid, outcome, reason, message, **extra) -> dict:
+        return {"action": "remote_command", "actor": BY, "result": outcome, "command": _safe(str(name))[:64],
+                "command_id": cid, "outcome": outcome, "reason": reason, "by": BY,
+                "detail": _safe(message)[:500], **extra}
+
     def _emit_audit(self, name, cid, outcome, reason, message, **extra) -> None:
-        fields = {"action": "remote_command", "actor": BY, "result": outcome, "command": _safe(str(name))[:64],
-                  "command_id": cid, "outcome": outcome, "reason": reason, "by": BY,
-                  "detail": _safe(message)[:500], **extra}
+        fields = self._audit_fields(name, cid, outcome, reason, message, **extra)
         try:
             self.audit(fields)
         except (GatewayError, OSError) as e:  # the reply still goes out; the outbox logs its own trouble
             log.error("audit event for command %s not recorded: %s", cid, e)
+
+    def _record_rejection(self, fields: dict) -> None:
+        try:
+            self.audit(fields)
+        except (GatewayError, OSError) as e:
+            log.error("audit event for rejected commands not recorded: %s", e)
 
     def _emit_reply(self, reply: dict) -> dict:
         try:

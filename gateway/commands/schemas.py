@@ -41,7 +41,15 @@ ARGS: dict[str, dict] = {
                        "(from config_get); if given and the file has changed since, the push is refused.",
         "type": "object", "additionalProperties": False, "required": ["toml"],
         "properties": {"toml": {"type": "string", "minLength": 1, "maxLength": 60000},
-                       "replaces": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+                       "replaces": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                       "changes_access": {
+                           "description": "What the push knowingly changes of how the platform reaches the "
+                                          "gateway: \"commands\" (the pinned platform keys), \"uplink\" (the "
+                                          "broker, topic root or identity). Without it such a push is refused; "
+                                          "with it the push is kept only if a signed command reaches the "
+                                          "gateway through the new settings within the watch window.",
+                           "type": "array", "uniqueItems": True, "maxItems": 2,
+                           "items": {"enum": ["commands", "uplink"]}}},
     },
 }
 

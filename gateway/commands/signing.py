@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from gateway.errors import CommandError
 
+from .issue_times import key_id
 from .schemas import ARGS, COMMANDS, ENVELOPE
 
 MAX_PAYLOAD_BYTES = 64 * 1024
@@ -139,7 +140,7 @@ def verify(payload: bytes, topic_name: str, gateway_id: str, keys, now: float, n
         raise CommandRejected("replayed", "the nonce cache was lost at the last start; a command issued "
                                           "before then could be a replay: sign a new one")
     try:
-        nonces.remember(obj["nonce"], expires)
+        nonces.remember(obj["nonce"], expires, issued, key_id(keys[key_index]))
     except CommandError as e:
         raise CommandRejected(e.reason, e.message) from None
     return Command(id=obj["id"], gateway=obj["gateway"], name=obj["name"], args=obj["args"],

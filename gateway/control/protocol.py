@@ -34,6 +34,9 @@ BAD_ARGS = "bad-args"
 BUSY = "busy"
 INTERNAL = "internal"
 
+# Served in a reserved slot when every ordinary one is taken: what a technician at a sounding siren needs.
+RESERVED_COMMANDS = ("silence", "ack")
+
 
 def default_socket_path(data_dir: str) -> str:
     """Where the daemon listens when the config names no `control_socket`: the runtime directory

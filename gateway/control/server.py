@@ -1,9 +1,12 @@
 """The daemon's end of the control socket: the CLI's way into the running gateway.
 
 Each client gets its own thread, so a slow, silent or vanished client only ever stalls itself:
-reads and writes have deadlines, the accept loop never talks to clients, and no lock of the
-server is held while a handler runs. Handlers run in the client's thread; they must be
-thread-safe and must never block the safety path (read a snapshot, queue a command).
+a whole request has a deadline (not each recv: a byte every few seconds does not keep a slot),
+writes have deadlines, one user holds at most a quarter of the slots, `silence` and `ack` get a
+reserved slot when the others are taken (peers.py), the accept loop never talks to clients, and no
+lock of the server is held while a handler runs. Handlers run in the client's thread; they must be
+thread-safe and must never block the safety path (read a snapshot, queue a command). Every
+request's `args["by"]` is the kernel's word for who asked (SO_PEERCRED), whatever the client sent.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from gateway import __version__
 from gateway.errors import ControlError, GatewayError
 
 from . import protocol as p
+from .peers import GENERAL, RESERVED, Peer, Slots, peer_of
 from .streaming import Stream, hang_up
 
 log = logging.getLogger("gateway.control")
@@ -45,15 +49,18 @@ class ControlServer:
     def __init__(self, path: str, handlers: dict[str, Handler],
                  stream_handlers: dict[str, StreamHandler] | None = None,
                  mode: int = 0o660, group: str | int | None = None, *,
-                 max_clients: int = 16, request_timeout_s: float = 10.0, send_timeout_s: float = 2.0):
+                 max_clients: int = 16, request_timeout_s: float = 10.0, send_timeout_s: float = 2.0,
+                 per_peer_max: int | None = None, reserved_timeout_s: float = 2.0):
         self.path = path
         self.handlers = {"ping": self._ping, **handlers}
         self.stream_handlers = dict(stream_handlers or {})
         self.mode = mode
         self.group = group
         self.max_clients = max_clients
-        self.request_timeout_s = request_timeout_s
+        self.request_timeout_s = request_timeout_s  # for a whole request line, from when we wait for it
         self.send_timeout_s = send_timeout_s
+        self.reserved_timeout_s = reserved_timeout_s
+        self._slots = Slots(max_clients, per_peer_max or max(1, max_clients // 4))
         self._stopping = threading.Event()
         self._listener: socket.socket | None = None
         self._inode: tuple[int, int] | None = None
@@ -202,12 +209,14 @@ class ControlServer:
                     self._admit(conn)
 
     def _admit(self, conn: socket.socket) -> None:
+        peer = peer_of(conn)  # one getsockopt: the name lookup (NSS) waits for the client's thread
+        kind = self._slots.take(peer)
         with self._clients_lock:
-            if len(self._clients) >= self.max_clients:
+            if kind is None:
                 full = True
             else:
                 full = False
-                thread = threading.Thread(target=self._serve, args=(conn,), daemon=True,
+                thread = threading.Thread(target=self._serve, args=(conn, peer, kind), daemon=True,
                                           name=f"control-client-{conn.fileno()}")
                 self._clients[thread] = conn
                 self._threads = {t for t in self._threads if t.is_alive()}
@@ -238,12 +247,15 @@ class ControlServer:
 
         threading.Thread(target=refuse, name="control-busy", daemon=True).start()
 
-    def _serve(self, conn: socket.socket) -> None:
+    def _serve(self, conn: socket.socket, peer: Peer, kind: str = GENERAL) -> None:
         buf = bytearray()
+        who = peer.label()
+        reserved = kind == RESERVED
+        timeout = self.reserved_timeout_s if reserved else self.request_timeout_s
         try:
             while not self._stopping.is_set():
                 try:
-                    line = self._read_line(conn, buf)
+                    line = self._read_line(conn, buf, timeout)
                 except _TooLarge:
                     self._reply(conn, p.error(f"request larger than {p.MAX_REQUEST_BYTES} bytes", p.TOO_LARGE))
                     hang_up(conn)  # no way to find the next request boundary in a flood
@@ -255,15 +267,16 @@ class ControlServer:
                     return
                 if not line.strip():
                     continue
-                if not self._dispatch(conn, line):
-                    return
+                if not self._dispatch(conn, line, who, p.RESERVED_COMMANDS if reserved else None) or reserved:
+                    return  # a reserved slot serves one request: it is there for the next technician
         finally:
             with self._clients_lock:
                 self._clients.pop(threading.current_thread(), None)
+            self._slots.give_back(kind, peer)
             conn.close()
 
-    def _read_line(self, conn: socket.socket, buf: bytearray) -> bytes | None:
-        conn.settimeout(self.request_timeout_s)
+    def _read_line(self, conn: socket.socket, buf: bytearray, timeout: float) -> bytes | None:
+        deadline = time.monotonic() + timeout  # for the whole line: a trickle does not renew it
         while True:
             end = buf.find(b"\n")
             if end >= 0:
@@ -274,6 +287,10 @@ class ControlServer:
                 return line
             if len(buf) > p.MAX_REQUEST_BYTES:
                 raise _TooLarge()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no whole request within {timeout:g} s")
+            conn.settimeout(left)
             chunk = conn.recv(65536)
             if not chunk:
                 if buf:
@@ -281,8 +298,9 @@ class ControlServer:
                 return None
             buf += chunk
 
-    def _dispatch(self, conn: socket.socket, line: bytes) -> bool:
-        """Serve one request line. Returns False when the connection is finished."""
+    def _dispatch(self, conn: socket.socket, line: bytes, who: str = "cli:unknown", only=None) -> bool:
+        """Serve one request line, as asked by `who`; with `only`, just those commands (a reserved
+        slot). Returns False when the connection is finished."""
         try:
             req = json.loads(line)
         except (UnicodeDecodeError, ValueError) as exc:
@@ -293,6 +311,10 @@ class ControlServer:
         cmd, args = req["cmd"], req.get("args") or {}
         if not isinstance(args, dict):
             return self._reply(conn, p.error("'args' must be a JSON object", p.BAD_REQUEST))
+        if only is not None and cmd not in only:
+            return self._reply(conn, p.error(f"the gateway daemon is busy serving other clients (only "
+                                             f"{' and '.join(only)} are served now); try again", p.BUSY))
+        args = dict(args, by=who)  # not what the client claims
         if cmd in self.stream_handlers:
             self._stream(conn, cmd, args)
             return False

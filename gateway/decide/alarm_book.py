@@ -222,9 +222,15 @@ class AlarmBook:
                 skipped.append(f"alarm {d.get('id')}: unknown level {d.get('level')!r}")
                 continue
             peak = d.get("peak") if d.get("peak") in LEVELS else d["level"]
+            # max_on_s silences by the clock of the run that sounded it, under its config: a new run
+            # (a reload, a rolled-back push that had shortened it) sounds the alarm again for its own
+            # max_on_s. A person's silence or acknowledgement is kept.
+            by_clock = d.get("silenced_by") == "max_on_s" and not d.get("acknowledged")
+            silenced = bool(d.get("silenced")) and not by_clock
             p.alarm = Alarm(d["id"], p.rule, d["level"], peak, d.get("value"), d.get("unit") or "",
-                            float(d.get("raised_ts") or 0.0), bool(d.get("silenced")),
-                            bool(d.get("acknowledged")), d.get("silenced_by"), d.get("acknowledged_by"))
+                            float(d.get("raised_ts") or 0.0), silenced,
+                            bool(d.get("acknowledged")), None if by_clock else d.get("silenced_by"),
+                            d.get("acknowledged_by"))
         return skipped
 
     # -- transitions -----------------------------------------------------------------------

@@ -6,7 +6,9 @@ to see what a gateway sends.
     gateway-platform report --db FILE        per gateway: events, duplicates, declared and undeclared gaps
     gateway-platform keygen --out PREFIX     PREFIX.key (0600, keep it here) and PREFIX.pub (pin it on gateways)
     gateway-platform send --host H --port P [--root R] GATEWAY COMMAND [NAME=VALUE ...] --key FILE
-                                             sign a command, send it, print the replies (docs/commands.md)
+                          [--changes-access commands,uplink]
+                                             sign a command, send it, print the replies (docs/commands.md);
+                                             issue times only grow per key (FILE.issued keeps the last)
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     sd.add_argument("--port", type=int, default=1883)
     sd.add_argument("--root", default="city/v1", help="topic root (default city/v1)")
     sd.add_argument("--ttl", type=float, default=60, help="seconds the command stays valid (at most 300)")
+    sd.add_argument("--changes-access", type=_sections, default=None, metavar="commands,uplink",
+                    help="config_push only: the push knowingly changes the pinned platform keys and/or the "
+                         "[uplink] target; kept only if the platform reaches the gateway through them again")
     sd.add_argument("--timeout", type=float, default=10, help="seconds to wait for the reply")
     sd.add_argument("--ca")
     sd.add_argument("--cert")
@@ -59,6 +64,14 @@ def _parser() -> argparse.ArgumentParser:
     sd.add_argument("--username")
     sd.add_argument("--password", default=os.environ.get("GATEWAY_PLATFORM_PASSWORD"))
     return p
+
+
+def _sections(text: str) -> list[str]:
+    words = [w.strip() for w in text.split(",") if w.strip()]
+    bad = [w for w in words if w not in ("commands", "uplink")]
+    if bad or not words:
+        raise argparse.ArgumentTypeError(f"a comma-separated list of commands, uplink (got {text!r})")
+    return sorted(set(words))
 
 
 def _keygen(args, out) -> int:
@@ -73,10 +86,22 @@ def _keygen(args, out) -> int:
 def _send(args, out) -> int:
     import json
 
+    from gateway.commands.signing import parse_utc
+    from gateway.errors import CommandError
     from gateway.platform.keys import load_private_key
     from gateway.platform.sign import command_args, send_command, sign_command
 
-    cmd = sign_command(load_private_key(args.key), args.gateway, args.name, command_args(args.args), args.ttl)
+    from gateway.platform.sign import IssueFile
+
+    cmd_args = command_args(args.args)
+    if args.changes_access:
+        if args.name != "config_push":
+            raise CommandError("bad_args", "--changes-access is for config_push only")
+        cmd_args["changes_access"] = args.changes_access
+    issued = IssueFile(args.key)
+    cmd = sign_command(load_private_key(args.key), args.gateway, args.name, cmd_args, args.ttl,
+                       after=issued.last())
+    issued.save(parse_utc(cmd["issued_at"]))
     replies = send_command(args.host, args.port, cmd, root=args.root, timeout=args.timeout, ca=args.ca,
                            cert=args.cert, key=args.tls_key, username=args.username, password=args.password,
                            on_reply=lambda r: out(json.dumps(r, ensure_ascii=False)))

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import ssl
@@ -22,15 +23,62 @@ from gateway.errors import CommandError, UplinkError
 
 def utc_iso(ts: float) -> str:
     """2025-06-01T08:00:00.123Z: the form the command schema accepts."""
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    ms = round(ts * 1000)  # not strftime's %f: 0.907 s is 0.906999... as a float, and issue times must grow
+    return datetime.fromtimestamp(ms // 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
+
+
+_last_issued: dict[bytes, float] = {}  # per signing key, in this process
+_issue_lock = threading.Lock()
+
+
+def issue_time(key, now: float | None = None, after: float | None = None) -> float:
+    """When a command signed by `key` is issued: now (to the millisecond, the wire's precision), but
+    always after the last one this process issued with that key and after `after` (the last one
+    another process issued: IssueFile). A gateway whose nonce file was lost accepts only commands
+    issued after the newest it has seen from the key, so the platform's issue times must only grow,
+    even if its clock steps back."""
+    from cryptography.hazmat.primitives import serialization
+
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    now = time.time() if now is None else now
+    with _issue_lock:
+        ms = math.floor(now * 1000)  # whole milliseconds: what utc_iso writes and the gateway reads back
+        for last in (_last_issued.get(raw), after):
+            if last is not None:
+                ms = max(ms, round(last * 1000) + 1)
+        _last_issued[raw] = ms / 1000
+    return ms / 1000
+
+
+class IssueFile:
+    """The last issue time of a signing key, in a file beside it (PREFIX.key.issued), so that two
+    `gateway-platform send` runs a millisecond apart, or across a clock step, still issue in order."""
+
+    def __init__(self, key_path: str):
+        self.path = key_path + ".issued"
+
+    def last(self) -> float | None:
+        try:
+            with open(self.path, encoding="ascii") as f:
+                value = float(f.read().strip())
+        except (OSError, ValueError):
+            return None
+        return value if math.isfinite(value) else None
+
+    def save(self, issued: float) -> None:
+        from gateway.commands.atomic import write_atomic
+
+        write_atomic(self.path, f"{issued:.3f}\n".encode(), mode=0o600)
 
 
 def sign_command(key, gateway: str, name: str, args: dict | None = None, ttl_s: float = 60,
-                 *, now: float | None = None, command_id: str | None = None, nonce: str | None = None) -> dict:
-    """A signed command for `gateway`, valid from now for ttl_s seconds (at most 300)."""
+                 *, now: float | None = None, command_id: str | None = None, nonce: str | None = None,
+                 after: float | None = None) -> dict:
+    """A signed command for `gateway`, valid from now for ttl_s seconds (at most 300). Without `now`,
+    issued at issue_time(key, after=after): later than any earlier command from this key."""
     if not 0 < ttl_s <= MAX_VALIDITY_S:
         raise CommandError("bad_validity", f"ttl_s must be > 0 and at most {MAX_VALIDITY_S:g} s")
-    now = time.time() if now is None else now
+    now = issue_time(key, after=after) if now is None else now
     cmd = {"v": 1, "id": command_id or str(uuid.uuid4()), "gateway": gateway, "name": name,
            "args": dict(args or {}), "issued_at": utc_iso(now), "expires_at": utc_iso(now + ttl_s),
            "nonce": nonce or b64url(secrets.token_bytes(16))}

@@ -147,9 +147,12 @@ class CurrentDaemon:
 
 def _command_handler(current: CurrentDaemon):
     from gateway.commands import CommandHandler
+    from gateway.commands.rejections import outbox_room
 
     return CommandHandler.from_daemon(current, audit=current.audit, reply=current.reply,
-                                      rebirth=current.rebirth, healthy=current.healthy)
+                                      rebirth=current.rebirth, healthy=current.healthy,
+                                      fault=lambda f: current.d._record("fault", f, time.time()),
+                                      room=lambda: outbox_room(current.d.outbox))
 
 
 def _run(cfg: Config) -> int:
