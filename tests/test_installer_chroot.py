@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from bookworm_root import cached_root, unavailable
-from wheelhouse import REPO, gateway_wheel, wheelhouse
+from wheelhouse import PACKAGE_PARTS, REPO, gateway_wheel, wheelhouse
 
 pytestmark = pytest.mark.skipif(unavailable() is not None, reason=f"installer chroot test: {unavailable()}")
 
@@ -41,10 +41,10 @@ ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "
 
 
 def put_checkout(root: Path, source: Path = REPO) -> None:
-    """What a technician copies to the Pi: the installer, the unit, the docs (the package comes as wheels)."""
+    """A checkout on the Pi: the installer, the unit, the docs and the package's source."""
     dest = root / CHECKOUT.lstrip("/")
     shutil.rmtree(dest, ignore_errors=True)
-    for part in ("systemd", "hw", "docs/install.md", "config/README.md", "README.md", "pyproject.toml"):
+    for part in ("systemd", "hw", "docs/install.md", "config/README.md", *PACKAGE_PARTS):
         src = source / part
         (dest / part).parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
@@ -289,3 +289,42 @@ def test_rerun_on_a_newer_checkout_upgrades_in_place_and_keeps_config_and_data(r
     assert again.returncode == 0, again.stdout + again.stderr
     assert "ok: package already installed" in again.stdout
     assert not re.search(r"^\+ ", again.stdout, re.M), again.stdout  # nothing left to do
+
+
+# Stand-ins for what a minbase root lacks. sudo: we are root already; and pip in this chroot reaches no
+# index (no resolver, no CA bundle), so it finds packages in the copied wheels, the build backend too.
+SUDO = """#!/bin/sh
+exec env PIP_NO_INDEX=1 PIP_FIND_LINKS=/root/wheels "$@"
+"""
+# sudoedit: the technician's edit, as the example's comments ask for it
+SUDOEDIT = """#!/bin/sh
+sed -i -e 's/^# id = "SET-ME"/id = "readme-site-001"/' -e 's/^# unit = \\([0-9]*\\) /unit = \\1 /' "$1"
+"""
+
+
+def readme_install_lines() -> list[str]:
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Installing on a Raspberry Pi\n", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def test_the_readme_install_lines_work_as_written(root, filled_in):
+    """README "Installing on a Raspberry Pi", line by line, in the installed root (as a re-run: the
+    same lines on a fresh Pi are the first install above, here from the checkout instead of wheels)."""
+    lines = readme_install_lines()
+    assert lines[-1].startswith("sudo systemctl restart community-gateway"), lines
+    # the restart needs a booted systemd; it is the installer's own third step on a booted system
+    script = (REPO / "systemd" / "install.sh").read_text()
+    assert f'third="{lines[-1].replace(NAME, "$NAME")}"' in script
+    for name, text in (("sudo", SUDO), ("sudoedit", SUDOEDIT)):
+        shim = root / "usr" / "local" / "bin" / name
+        shim.write_text(text)
+        shim.chmod(0o755)
+    (root / CONF.lstrip("/")).unlink()  # so the install writes the example again, for sudoedit to fill in
+    done = chroot(root, "bash", "-euxc", f"cd {CHECKOUT}\n" + "\n".join(lines[:-1]), timeout=600)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert "dry run: nothing will be changed" in done.stdout
+    assert "+ /opt/community-gateway/venv/bin/python -m pip install --upgrade /root/community-gateway" in done.stdout
+    assert "configuration is valid" in done.stdout
+    assert 'id = "readme-site-001"' in (root / CONF.lstrip("/")).read_text()

@@ -69,6 +69,13 @@ def wheelhouse() -> Path:
                                    str(src)], capture_output=True, text=True, timeout=900, cwd=work)
             if done.returncode != 0:
                 raise RuntimeError(f"pip wheel failed:\n{done.stdout}\n{done.stderr}")
+            # the build backend too, so that a checkout installs from this directory alone (pip's
+            # build isolation fetches it: PIP_NO_INDEX=1 PIP_FIND_LINKS=DIR pip install CHECKOUT)
+            done = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
+                                   "--dest", str(house), "setuptools>=68", "wheel"],
+                                  capture_output=True, text=True, timeout=300, cwd=work)
+            if done.returncode != 0:
+                raise RuntimeError(f"pip download of the build backend failed:\n{done.stderr}")
         finally:
             shutil.rmtree(work, ignore_errors=True)
         (house / ".complete").write_text(source_hash() + "\n")
