@@ -6,10 +6,13 @@ Debian's mirror); every test run copies it (`cp -a`, a couple of seconds) and th
 `make deps` builds it ahead (`python3 tests/bookworm_root.py`); a test builds it when it is missing.
 
     root = cached_root()        # Path of the pristine root (built if missing)
-    why = unavailable()         # None, or the reason this machine cannot (not root, no debootstrap)"""
+    why = unavailable()         # None, or the reason this machine cannot (not root, no debootstrap)
+    with throwaway_root(tmp_dir, proc=True) as root: ...    # a writable copy, gone afterwards
+    put_checkout(root); put_wheels(root, house, "wheels")    # what a technician copies to the Pi"""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -17,11 +20,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from wheelhouse import PACKAGE_PARTS, REPO
+
 CACHE = Path(os.environ.get("GATEWAY_TEST_CACHE", "/var/cache/community-gateway-test"))
 NAME = "bookworm-minbase"
 INCLUDE = "python3,python3-venv,systemd"
 MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 STAMP = ".community-gateway-test-root"
+CHECKOUT = "/root/community-gateway"
 
 
 def unavailable() -> str | None:
@@ -59,6 +65,54 @@ def cached_root() -> Path:
             shutil.rmtree(root)
         tmp.rename(root)
     return root
+
+
+def _mount(*args: str) -> bool:
+    return subprocess.run(["mount", *args], capture_output=True, timeout=30).returncode == 0
+
+
+@contextlib.contextmanager
+def throwaway_root(work: Path, proc: bool = False):
+    """The pristine root under an overlay (no copy, the cache stays untouched), or a `cp -a` copy where
+    overlayfs cannot be mounted; with proc=True, /proc mounted inside as pi-gen mounts it."""
+    pristine = cached_root()
+    root, upper, scratch = work / "root", work / "upper", work / "work"
+    for d in (root, upper, scratch):
+        d.mkdir()
+    overlay = _mount("-t", "overlay", "overlay", "-o",
+                     f"lowerdir={pristine},upperdir={upper},workdir={scratch}", str(root))
+    if not overlay:
+        root.rmdir()
+        subprocess.run(["cp", "-a", str(pristine), str(root)], check=True, timeout=300)
+    proc_mounted = proc and _mount("-t", "proc", "proc", str(root / "proc"))
+    try:
+        yield root
+    finally:
+        if proc_mounted:
+            subprocess.run(["umount", str(root / "proc")], capture_output=True)
+        if overlay:
+            subprocess.run(["umount", "-l", str(root)], capture_output=True)
+        subprocess.run(["rm", "-rf", str(root), str(upper), str(scratch)], capture_output=True, timeout=300)
+
+
+def put_checkout(root: Path, source: Path = REPO) -> None:
+    """A checkout on the Pi: the installer, the unit, the docs and the package's source."""
+    dest = root / CHECKOUT.lstrip("/")
+    shutil.rmtree(dest, ignore_errors=True)
+    for part in ("systemd", "hw", "docs/install.md", "config/README.md", *PACKAGE_PARTS):
+        src = source / part
+        (dest / part).parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            shutil.copy2(src, dest / part)
+
+
+def put_wheels(root: Path, house: Path, name: str) -> str:
+    dest = root / "root" / name
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(house, dest, ignore=shutil.ignore_patterns(".complete"))
+    return f"/root/{name}"
 
 
 if __name__ == "__main__":

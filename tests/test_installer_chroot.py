@@ -27,37 +27,16 @@ from pathlib import Path
 
 import pytest
 
-from bookworm_root import cached_root, unavailable
-from wheelhouse import PACKAGE_PARTS, REPO, gateway_wheel, wheelhouse
+from bookworm_root import CHECKOUT, put_checkout, put_wheels, throwaway_root, unavailable
+from wheelhouse import REPO, gateway_wheel, wheelhouse
 
 pytestmark = pytest.mark.skipif(unavailable() is not None, reason=f"installer chroot test: {unavailable()}")
 
 NAME = "community-gateway"
 CONF = "/etc/community-gateway/gateway.toml"
 VENV = "/opt/community-gateway/venv"
-CHECKOUT = "/root/community-gateway"
 ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
        "LANG": "C.UTF-8", "TERM": "dumb"}
-
-
-def put_checkout(root: Path, source: Path = REPO) -> None:
-    """A checkout on the Pi: the installer, the unit, the docs and the package's source."""
-    dest = root / CHECKOUT.lstrip("/")
-    shutil.rmtree(dest, ignore_errors=True)
-    for part in ("systemd", "hw", "docs/install.md", "config/README.md", *PACKAGE_PARTS):
-        src = source / part
-        (dest / part).parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dest / part)
-        elif src.exists():
-            shutil.copy2(src, dest / part)
-
-
-def put_wheels(root: Path, house: Path, name: str) -> str:
-    dest = root / "root" / name
-    shutil.rmtree(dest, ignore_errors=True)
-    shutil.copytree(house, dest, ignore=shutil.ignore_patterns(".complete"))
-    return f"/root/{name}"
 
 
 def chroot(root: Path, *args: str, user: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -76,34 +55,11 @@ def house() -> Path:
     return wheelhouse()
 
 
-def mount(*args: str) -> bool:
-    return subprocess.run(["mount", *args], capture_output=True, timeout=30).returncode == 0
-
-
 @pytest.fixture(scope="module")
 def root(tmp_path_factory, house):
-    """The pristine root under an overlay (the copy costs nothing, the cache stays untouched), or a
-    `cp -a` copy where overlayfs cannot be mounted."""
-    pristine = cached_root()
-    work = tmp_path_factory.mktemp("bookworm")
-    root, upper, scratch = work / "root", work / "upper", work / "work"
-    for d in (root, upper, scratch):
-        d.mkdir()
-    overlay = mount("-t", "overlay", "overlay", "-o",
-                    f"lowerdir={pristine},upperdir={upper},workdir={scratch}", str(root))
-    if not overlay:
-        root.rmdir()
-        subprocess.run(["cp", "-a", str(pristine), str(root)], check=True, timeout=300)
-    put_checkout(root)
-    proc_mounted = mount("-t", "proc", "proc", str(root / "proc"))
-    try:
+    with throwaway_root(tmp_path_factory.mktemp("bookworm"), proc=True) as root:
+        put_checkout(root)
         yield root
-    finally:
-        if proc_mounted:
-            subprocess.run(["umount", "-l", str(root / "proc")], capture_output=True)
-        if overlay:
-            subprocess.run(["umount", "-l", str(root)], capture_output=True)
-        subprocess.run(["rm", "-rf", str(work)], capture_output=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -275,7 +231,7 @@ def test_rerun_on_a_newer_checkout_upgrades_in_place_and_keeps_config_and_data(r
     newer = tmp_path / "wheels"
     shutil.copytree(house, newer, ignore=shutil.ignore_patterns(".complete", "community_gateway-*"))
     rewrite_wheel(gateway_wheel(house), newer, "gateway/__init__.py", "# newer checkout: upgrade marker\n")
-    subprocess.run(["umount", "-l", str(root / "proc")], capture_output=True)  # the other way to be in a chroot
+    subprocess.run(["umount", str(root / "proc")], capture_output=True)  # the other way to be in a chroot
     put_checkout(root)
     done = install(root, "--wheels", put_wheels(root, newer, "wheels-newer"))
     assert done.returncode == 0, done.stdout + done.stderr
