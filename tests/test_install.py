@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -234,6 +235,16 @@ def test_changed_checkout_reinstalls_and_restarts_but_keeps_the_config(checkout,
     assert not any("daemon-reload" in a for a in actions)  # the unit did not change
 
 
+def test_a_config_directory_an_older_installer_left_0750_gets_group_write(checkout, tmp_path):
+    """Without it a platform config push cannot write gateway.toml (issue 10)."""
+    root = fake_system(tmp_path / "root", PI4)
+    installed(root, checkout, stamp_of(checkout, tmp_path))
+    (root / "etc" / "community-gateway").chmod(0o750)
+    actions = would(dry_run(checkout, root))
+    assert actions[:2] == ["chown root:community-gateway /etc/community-gateway",
+                           "chmod 0770 /etc/community-gateway"], actions
+
+
 def test_pi5_upgrade_removes_rpi_gpio_before_installing_rpi_lgpio(checkout, tmp_path):
     root = fake_system(tmp_path / "root", PI5)
     installed(root, checkout, stamp_of(checkout, tmp_path))  # an old install that has RPi.GPIO
@@ -287,10 +298,22 @@ def test_refusals_happen_before_any_action(checkout, tmp_path):
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
                     reason="needs root and setpriv to run the installer as an unprivileged user")
-def test_real_install_needs_root_and_dry_run_does_not():
+def test_real_install_needs_root_and_dry_run_does_not(checkout):
+    # the clone (and pytest's tmp_path, 0700) may be unreadable to nobody: a copy in a readable place
+    readable = Path(tempfile.mkdtemp(prefix="gateway-install-"))
+    try:
+        readable.chmod(0o755)
+        shutil.copytree(checkout, readable / "checkout")
+        script = readable / "checkout" / "systemd" / "install.sh"
+        _as_nobody_checks(script)
+    finally:
+        shutil.rmtree(readable)
+
+
+def _as_nobody_checks(script: Path) -> None:
     def as_nobody(*args):
         return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                               "bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=60,
+                               "bash", str(script), *args], capture_output=True, text=True, timeout=60,
                               cwd="/", env={"PATH": os.environ["PATH"], "HOME": "/"})
     done = as_nobody()
     assert done.returncode == 1 and "run it as root: sudo" in done.stderr and done.stdout == ""
