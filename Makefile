@@ -5,20 +5,26 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBS := mosquitto socat
+DEBS := mosquitto socat debootstrap systemd-container
 
-.PHONY: test demo bench deps venv check-demo install fuzz soak clean
+.PHONY: test demo bench deps venv check-demo install fuzz soak clean wheels
 
-# Debian packages the tests need: mosquitto (a real broker) and socat (pty pairs for RTU).
+# Debian packages the tests need: mosquitto (a real broker), socat (pty pairs for RTU), debootstrap
+# (the Bookworm root tests/test_installer_*.py run the installer in: built once per machine, ~2 min
+# from Debian's mirror, cached in /var/cache/community-gateway-test), systemd-container (systemd-nspawn
+# boots that root, so the unit runs under a real systemd).
 deps:
-	@missing=""; for b in mosquitto socat; do \
-	  p=$$b; [ $$b = mosquitto ] && p=/usr/sbin/mosquitto; \
+	@missing=""; for b in $(DEBS); do \
+	  p=$$b; [ $$b = mosquitto ] && p=/usr/sbin/mosquitto; [ $$b = debootstrap ] && p=/usr/sbin/debootstrap; \
+	  [ $$b = systemd-container ] && p=systemd-nspawn; \
 	  command -v $$p >/dev/null 2>&1 || missing="$$missing $$b"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
+	@if [ "$$(id -u)" -eq 0 ]; then $(PY) tests/bookworm_root.py; \
+	else echo "not root: no Bookworm test root (tests/test_installer_chroot.py will skip and say why)"; fi
 
 $(STAMP): pyproject.toml
 	@[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
@@ -58,6 +64,25 @@ fuzz: venv
 # On the Pi: user, venv in /opt/community-gateway, GPIO library, config (if none), systemd unit.
 install:
 	sudo systemd/install.sh
+
+# On a connected machine: the gateway's wheel and every dependency's, for `install.sh --wheels DIR` on
+# a Pi that reaches no package index (docs/install.md). For another platform than this machine's:
+#   make wheels WHEEL_PLATFORM=manylinux_2_17_aarch64      (64-bit Raspberry Pi OS, Python 3.11)
+# WHEEL_EXTRA adds requirements, e.g. WHEEL_EXTRA=RPi.GPIO (built here: run it on a Pi of that kind).
+WHEELS ?= dist/wheels
+WHEEL_PLATFORM ?=
+WHEEL_EXTRA ?=
+wheels: venv
+	rm -rf $(WHEELS) && mkdir -p $(WHEELS)
+	$(BIN)/python -m pip wheel -q --no-deps --wheel-dir $(WHEELS) .
+	@rm -rf build
+ifeq ($(WHEEL_PLATFORM),)
+	$(BIN)/python -m pip wheel -q --wheel-dir $(WHEELS) $(WHEELS)/community_gateway-*.whl $(WHEEL_EXTRA)
+else
+	$(BIN)/python -m pip download -q --dest $(WHEELS) --only-binary=:all: --platform $(WHEEL_PLATFORM) \
+	  --python-version 3.11 --implementation cp $(WHEELS)/community_gateway-*.whl $(WHEEL_EXTRA)
+endif
+	@echo "$$(ls $(WHEELS) | wc -l) wheels in $(WHEELS): copy it to the Pi, then sudo systemd/install.sh --wheels DIR"
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -2,13 +2,15 @@
 # Install community-gateway as a systemd service on Raspberry Pi OS Bookworm (any Debian 12 works;
 # a non-Pi just gets no GPIO library).
 #
-#   sudo systemd/install.sh [--dry-run] [--uninstall] [--prefix /opt/community-gateway]
+#   sudo systemd/install.sh [--wheels DIR] [--dry-run] [--uninstall] [--prefix /opt/community-gateway]
 #   systemd/install.sh --print-config     # the example config it would write, to stdout
 #
-# Idempotent: re-run it after `git pull` to update; what is already in place is left alone and
-# /etc/community-gateway/gateway.toml is never overwritten. --uninstall removes the unit and the venv
+# Idempotent: re-run it after `git pull` to update in place; what is already in place is left alone,
+# /etc/community-gateway and /var/lib/community-gateway are never overwritten. --wheels DIR installs
+# offline from a directory made by `make wheels` (no package index needed). In a chroot (a pi-gen
+# stage, an image build) the unit is enabled, not started. --uninstall removes the unit and the venv
 # but keeps the config and the state (outbox, alarm state). --dry-run prints every action, prefixed
-# "would:", and changes nothing (it does not need root).
+# "would:", and changes nothing (it does not need root). Details: docs/install.md.
 #
 # INSTALL_ROOT=DIR (tests, --dry-run only) inspects DIR as if it were /: etc/passwd, etc/group,
 # proc/device-tree/model, the venv, the unit and the config are looked up under it.
@@ -20,6 +22,7 @@ PREFIX=/opt/community-gateway
 DRY=0
 UNINSTALL=0
 PRINT_CONFIG=0
+WHEELS=""
 ROOT="${INSTALL_ROOT:-}"
 PYTHON="${PYTHON:-python3}"
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,7 +35,7 @@ WANTS=/etc/systemd/system/multi-user.target.wants/$NAME.service
 DEFAULT_EXEC_PREFIX=/opt/community-gateway
 
 usage() {
-    sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '2,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
@@ -44,6 +47,8 @@ while [[ $# -gt 0 ]]; do
         --print-config) PRINT_CONFIG=1 ;;
         --prefix) [[ $# -ge 2 ]] || die "--prefix needs a directory"; PREFIX="$2"; shift ;;
         --prefix=*) PREFIX="${1#--prefix=}" ;;
+        --wheels) [[ $# -ge 2 ]] || die "--wheels needs a directory"; WHEELS="$2"; shift ;;
+        --wheels=*) WHEELS="${1#--wheels=}" ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; printf 'install.sh: unknown option %s\n' "$1" >&2; exit 2 ;;
     esac
@@ -81,6 +86,10 @@ in_group() {  # in_group USER GROUP (supplementary membership, as usermod -aG ma
     fi
     [[ ",$members," == *",$1,"* ]]
 }
+gid_of() {
+    if [[ -n "$ROOT" ]]; then awk -F: -v g="$1" '$1 == g { print $3 }' "$ROOT/etc/group" 2>/dev/null
+    else getent group "$1" | cut -d: -f3; fi
+}
 pip_has() {  # a distribution installed in the venv, by its dist-info directory
     compgen -G "$(r "$VENV")/lib/python3*/site-packages/$1-*.dist-info" >/dev/null
 }
@@ -94,33 +103,16 @@ board_kind() {
     esac
 }
 
-# The example config: config/demo.toml with the simulator's loopback ports replaced by the header
-# UART (first bus) and a USB adapter (the others), the state directory, and real GPIO on a Pi.
+# The example config is package data (gateway/examples/gateway.toml), on stdin: the installed
+# package's own, so it always matches the version installed. `gateway check` rejects it until the
+# technician has set the gateway id and the sensors' unit ids: a fresh install sounds nothing.
 render_config() {
-    local kind=$1 backend=sim
-    [[ "$kind" != none ]] && backend=rpi
-    printf '# %s: written by systemd/install.sh from config/demo.toml (%s).\n' "$CONF" "$(date -u +%F)"
-    printf '# It still describes the demo community: edit [buses], [[sensors]], [outputs] and [[rules]] for\n'
-    printf '# this site, add [uplink], then run: gateway check -c %s\n' "$CONF"
-    awk -v state="$STATE" -v backend="$backend" '
-        BEGIN { head = 1; n = 0; tcp = 0 }
-        head && (/^#/ || /^[[:space:]]*$/) { next }      # the demo header talks about the simulator
-        { head = 0 }
-        /^\[/ { tcp = 0 }
-        /^type[[:space:]]*=[[:space:]]*"tcp"/ { tcp = 1 }
-        tcp && /^port[[:space:]]*=[[:space:]]*[0-9]+/ { print "port = 502  # the Modbus TCP standard port"; next }
-        /^data_dir[[:space:]]*=/ { print "data_dir = \"" state "\""; next }
-        /^port[[:space:]]*=[[:space:]]*"socket:\/\// {
-            n++
-            if (n == 1) print "port = \"/dev/ttyAMA0\"  # header UART through the RS485 HAT"
-            else print "port = \"/dev/ttyUSB" (n - 2) "\"  # a USB serial adapter; prefer /dev/serial/by-id/..."
-            next
-        }
-        /^host[[:space:]]*=[[:space:]]*"127\.0\.0\.1"/ { print $0 "  # the Modbus TCP device'"'"'s address on site"; next }
-        /^backend[[:space:]]*=[[:space:]]*"sim"/ { print "backend = \"" backend "\""; next }
-        /^record[[:space:]]*=/ { next }                   # sim-only pin recording
-        { print }
-    ' "$SRC/config/demo.toml"
+    printf '# %s: written by systemd/install.sh on %s from the installed package'"'"'s example.\n' "$CONF" "$(date -u +%F)"
+    if [[ "$1" == none ]]; then  # no GPIO library off a Pi: the relays are simulated
+        sed 's/^backend = "rpi"$/backend = "sim"  # not a Raspberry Pi: simulated relays; "rpi" on a Pi/'
+    else
+        cat
+    fi
 }
 
 render_unit() {
@@ -137,6 +129,10 @@ source_stamp() {  # what the venv was installed from: a hash of the package's fi
     )
 }
 
+gateway_wheel() {  # the newest community-gateway wheel in --wheels DIR
+    compgen -G "$WHEELS/community_gateway-*.whl" | sort -V | tail -n 1
+}
+
 install_file() {  # install_file SRC DST MODE: copy unless identical
     if [[ -f "$(r "$2")" ]] && cmp -s "$1" "$(r "$2")"; then ok "$2 is up to date"; return; fi
     act install -D -m "$3" "$1" "$2"
@@ -146,8 +142,24 @@ MODEL=$(board_model)
 KIND=$(board_kind "$MODEL")
 
 if [[ $PRINT_CONFIG -eq 1 ]]; then
-    render_config "$KIND"
+    example="$SRC/gateway/examples/gateway.toml"
+    if [[ -f "$example" ]]; then render_config "$KIND" < "$example"
+    elif [[ -x "$(r "$VENV/bin/python")" ]]; then "$VENV/bin/python" -m gateway.examples | render_config "$KIND"
+    else die "no example config: neither $example nor an installed $VENV"; fi
     exit 0
+fi
+
+# Is systemd running? sd_booted(3): /run/systemd/system exists only when systemd is PID 1. In a chroot
+# (pi-gen stages, an image build) `systemctl daemon-reload`/`start` fail ("System has not been booted
+# with systemd") while `systemctl enable` works on the unit files: enable, do not start, say so.
+BOOTED=1
+WHERE=""
+if [[ ! -d "$(r /run/systemd/system)" ]]; then
+    BOOTED=0
+    if [[ -n "$ROOT" ]]; then WHERE="in a chroot or image build (no /run/systemd/system in $ROOT)"
+    elif systemd-detect-virt --quiet --chroot 2>/dev/null; then WHERE="in a chroot (an image build such as a pi-gen stage)"
+    elif [[ ! -e /proc/1 ]]; then WHERE="in a chroot (no /proc mounted)"
+    else WHERE="not booted with systemd (PID 1 is $(cat /proc/1/comm 2>/dev/null || echo unknown)): a chroot or a container"; fi
 fi
 
 # ---- refusals before anything happens ---------------------------------------------------------------
@@ -157,18 +169,33 @@ fi
 if [[ $DRY -eq 0 && $(id -u) -ne 0 ]]; then
     die "run it as root: sudo $0 $* (or add --dry-run to see what it would do)"
 fi
-[[ -f "$SRC/pyproject.toml" && -f "$SRC/systemd/$NAME.service" ]] \
-    || die "$SRC is not a community-gateway checkout (no pyproject.toml or systemd/$NAME.service)"
+[[ -f "$SRC/systemd/$NAME.service" ]] || die "$SRC is not a community-gateway checkout (no systemd/$NAME.service)"
+PIP_FROM=()  # where pip finds packages: the index, or only --wheels DIR
+if [[ -n "$WHEELS" ]]; then
+    [[ -d "$WHEELS" ]] || die "--wheels $WHEELS is not a directory (make one with: make wheels)"
+    WHEELS="$(cd "$WHEELS" && pwd)"
+    [[ -n "$(gateway_wheel)" ]] || die "--wheels $WHEELS holds no community_gateway-*.whl (make one with: make wheels)"
+    PIP_FROM=(--no-index --find-links "$WHEELS")
+    gpio_wheel=""
+    case "$KIND" in pi5) gpio_wheel=rpi_lgpio ;; pi) gpio_wheel=RPi.GPIO ;; esac
+    if [[ -n "$gpio_wheel" ]] && ! (shopt -s nocaseglob; compgen -G "$WHEELS/${gpio_wheel//[._]/[._-]}-*" >/dev/null); then
+        die "--wheels $WHEELS has no $gpio_wheel for this $MODEL: the relays need it (docs/install.md, \"Offline\")"
+    fi
+else
+    [[ -f "$SRC/pyproject.toml" ]] || die "$SRC has no pyproject.toml to install from: give --wheels DIR"
+fi
 
 [[ $DRY -eq 1 ]] && printf 'dry run: nothing will be changed\n'
 printf 'community-gateway installer: checkout %s, prefix %s, board: %s\n' "$SRC" "$PREFIX" "${MODEL:-not a Raspberry Pi}"
+[[ -n "$WHEELS" ]] && printf 'offline: installing from %s\n' "$WHEELS"
+[[ $BOOTED -eq 0 ]] && printf 'note: %s: the unit will be enabled, not started\n' "$WHERE"
 
 # ---- uninstall ----------------------------------------------------------------------------------------
 if [[ $UNINSTALL -eq 1 ]]; then
     if [[ -e "$(r "$UNIT_DST")" || -L "$(r "$WANTS")" ]]; then
-        act systemctl disable --now "$NAME"
+        if [[ $BOOTED -eq 1 ]]; then act systemctl disable --now "$NAME"; else act systemctl disable "$NAME"; fi
         act rm -f "$UNIT_DST"
-        act systemctl daemon-reload
+        [[ $BOOTED -eq 1 ]] && act systemctl daemon-reload
     else
         ok "no unit installed"
     fi
@@ -215,9 +242,22 @@ fi
 
 # PEP 668: Bookworm's system Python refuses pip installs, so the gateway lives in its own venv.
 if [[ -x "$(r "$VENV/bin/python")" ]]; then ok "venv $VENV exists"; else act "$PYTHON" -m venv "$VENV"; fi
-stamp=$(source_stamp)
+if [[ -n "$WHEELS" ]]; then
+    wheel=$(gateway_wheel)
+    stamp=$(sha256sum "$wheel" | cut -c1-16)
+    from="wheel $(basename "$wheel")"
+else
+    stamp=$(source_stamp)
+    from="checkout"
+fi
 if [[ "$(cat "$(r "$STAMP")" 2>/dev/null || true)" == "$stamp" ]]; then
-    ok "package already installed from this checkout (source $stamp)"
+    ok "package already installed from this $from (source $stamp)"
+elif [[ -n "$WHEELS" ]]; then
+    act "$VENV/bin/python" -m pip install --upgrade "${PIP_FROM[@]}" "$wheel"
+    # a newer checkout with the same version number: pip would call it satisfied and keep the old files
+    act "$VENV/bin/python" -m pip install --no-index --no-deps --force-reinstall "$wheel"
+    if [[ $DRY -eq 1 ]]; then printf 'would: record source %s in %s\n' "$stamp" "$STAMP"
+    else printf '%s\n' "$stamp" > "$STAMP"; fi
 else
     act "$VENV/bin/python" -m pip install --upgrade "$SRC"
     if [[ $DRY -eq 1 ]]; then printf 'would: record source %s in %s\n' "$stamp" "$STAMP"
@@ -229,13 +269,21 @@ fi
 case "$KIND" in
     pi5)
         pip_has RPi.GPIO && act "$VENV/bin/python" -m pip uninstall -y RPi.GPIO
-        if pip_has rpi_lgpio; then ok "rpi-lgpio installed"; else act "$VENV/bin/python" -m pip install rpi-lgpio; fi
+        if pip_has rpi_lgpio; then ok "rpi-lgpio installed"; else act "$VENV/bin/python" -m pip install "${PIP_FROM[@]}" rpi-lgpio; fi
         ;;
     pi)
-        if pip_has RPi.GPIO; then ok "RPi.GPIO installed"; else act "$VENV/bin/python" -m pip install RPi.GPIO; fi
+        if pip_has RPi.GPIO; then ok "RPi.GPIO installed"; else act "$VENV/bin/python" -m pip install "${PIP_FROM[@]}" RPi.GPIO; fi
         ;;
     none) ok "not a Raspberry Pi: no GPIO library (use [gpio] backend = \"sim\")" ;;
 esac
+
+# A wheel built without its package data would install and then find no profiles (issue 10): say so now.
+if [[ $DRY -eq 0 ]]; then
+    "$VENV/bin/python" -c 'import sys; from gateway.profiles import SHIPPED; from gateway.contract import SCHEMAS
+sys.exit(not (any(SHIPPED.glob("*.toml")) and any(SCHEMAS.glob("*.json"))))' \
+        || die "the installed package has no shipped profiles or JSON Schemas: it was built without its package data (rebuild the wheels: make wheels)"
+    ok "the installed package carries its profiles, schemas and example config"
+fi
 
 # The CLI on PATH for the technician; an existing gateway command that is not ours is left alone.
 LINK=/usr/local/bin/gateway
@@ -244,26 +292,37 @@ elif [[ -e "$(r "$LINK")" || -L "$(r "$LINK")" ]]; then printf 'note: %s exists 
 else act ln -s "$VENV/bin/gateway" "$LINK"; fi
 
 # Docs next to the venv: the unit's Documentation= points here.
-for doc in README.md hw/README.md hw/wiring.png; do
+for doc in README.md config/README.md docs/install.md hw/README.md hw/wiring.png; do
     [[ -f "$SRC/$doc" ]] && install_file "$SRC/$doc" "$DOC/$doc" 0644
 done
 
-# The config: an example only when there is none. Never overwritten, never merged.
+# The data directory (outbox, alarm state): kept as it is once there. systemd's StateDirectory= makes it
+# too, but only at the first start, and a chroot install never starts.
+if [[ -d "$(r "$STATE")" ]]; then ok "keeping the data directory $STATE"
+else act install -d -m 0750 -o "$NAME" -g "$NAME" "$STATE"; fi
+
+# The config directory: root:community-gateway 0770. The daemon writes here (a platform config push
+# replaces gateway.toml through a temp file and a rename, keeping gateway.toml.previous), and the unit
+# lists it in ReadWritePaths= because ProtectSystem=strict makes /etc read-only for the service.
+if [[ -d "$(r "$ETC")" ]]; then
+    if [[ "$(stat -c '%a %u %g' "$(r "$ETC")")" == "770 0 $(gid_of "$NAME")" ]]; then ok "$ETC is root:$NAME 0770"
+    else act chown "root:$NAME" "$ETC"; act chmod 0770 "$ETC"; fi
+else
+    act install -d -m 0770 -o root -g "$NAME" "$ETC"
+fi
+
+# The config: the package's example only when there is none. Never overwritten, never merged.
 if [[ -e "$(r "$CONF")" ]]; then
     ok "keeping the existing $CONF"
+elif [[ $DRY -eq 1 ]]; then
+    printf 'would: write %s from the installed package'"'"'s example config (gpio backend %s; gateway check rejects it until [gateway] id and the sensors are set), mode 0640 root:%s\n' \
+        "$CONF" "$([[ $KIND == none ]] && echo sim || echo rpi)" "$NAME"
+    CHANGED=1
 else
-    [[ -f "$SRC/config/demo.toml" ]] || die "$SRC/config/demo.toml is missing: cannot write an example config"
-    [[ -d "$(r "$ETC")" ]] || act install -d -m 0750 -o root -g "$NAME" "$ETC"
-    if [[ $DRY -eq 1 ]]; then
-        printf 'would: write %s from config/demo.toml (data_dir %s, first bus /dev/ttyAMA0, gpio backend %s), mode 0640 root:%s\n' \
-            "$CONF" "$STATE" "$([[ $KIND == none ]] && echo sim || echo rpi)" "$NAME"
-        CHANGED=1
-    else
-        tmp=$(mktemp)
-        trap 'rm -f "$tmp"' EXIT
-        render_config "$KIND" > "$tmp"
-        act install -m 0640 -o root -g "$NAME" "$tmp" "$CONF"
-    fi
+    tmp=$(mktemp)
+    trap 'rm -f "$tmp"' EXIT
+    "$VENV/bin/python" -m gateway.examples | render_config "$KIND" > "$tmp"
+    act install -m 0640 -o root -g "$NAME" "$tmp" "$CONF"
 fi
 
 # The unit. daemon-reload only when it changed; restart only when something changed.
@@ -278,28 +337,32 @@ if [[ -f "$(r "$UNIT_DST")" ]] && cmp -s "$unit_src" "$(r "$UNIT_DST")"; then
     ok "$UNIT_DST is up to date"
 else
     act install -m 0644 "$unit_src" "$UNIT_DST"
-    act systemctl daemon-reload
+    [[ $BOOTED -eq 1 ]] && act systemctl daemon-reload
 fi
 if [[ -L "$(r "$WANTS")" ]] || { [[ -z "$ROOT" ]] && systemctl is-enabled --quiet "$NAME" 2>/dev/null; }; then
     ok "$NAME is enabled at boot"
 else
     act systemctl enable "$NAME"
 fi
-if [[ $CHANGED -eq 1 ]]; then
+if [[ $BOOTED -eq 0 ]]; then
+    printf 'note: %s: %s is enabled and not started; it starts at the next boot\n' "$WHERE" "$NAME"
+elif [[ $CHANGED -eq 1 ]]; then
     act systemctl restart "$NAME"   # starts it, or picks up the new package and unit
 else
     act systemctl start "$NAME"     # nothing changed: a no-op when it is already running
 fi
 
+if [[ $BOOTED -eq 1 ]]; then third="sudo systemctl restart $NAME && gateway status"
+else third="boot the image (the service starts by itself), then: gateway status"; fi
 cat <<EOF
 
 next steps:
-  1. edit $CONF for this site (buses, sensors, outputs, rules, uplink)
-  2. gateway check -c $CONF    (validates; nothing starts on a bad config)
-  3. sudo systemctl restart $NAME
-  4. gateway status    (sensors, alarms, outputs, uplink, outbox)
-  5. journalctl -u $NAME -f    (the daemon's log)
-  hardware and bench test: $DOC/hw/README.md
+  1. edit $CONF for this site: set [gateway] id and each sensor's unit
+     (gateway scan BUS finds them), remove what the site does not have, add [uplink]
+  2. gateway check -c $CONF
+     (until it says "configuration is valid" the service does not start: one journal line says why)
+  3. $third
+  the daemon's log: journalctl -u $NAME -f; hardware and bench test: $DOC/hw/README.md
 EOF
 if [[ $RELOGIN -eq 1 ]]; then
     printf '  %s %s added to the group %s: log out and in again before using the gateway CLI\n' \

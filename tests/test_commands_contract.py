@@ -71,7 +71,7 @@ def test_vector_two_keeps_non_ascii_as_utf8_not_escapes():
 
 
 def test_docs_schemas_are_the_ones_the_gateway_checks_with():
-    published = {p.name: json.loads(p.read_text()) for p in (ROOT / "docs" / "schemas").glob("cmd-*.json")}
+    published = {p.name: json.loads(p.read_text()) for p in (ROOT / "gateway" / "contract").glob("cmd-*.json")}
     assert published == documents()
 
 

@@ -18,7 +18,7 @@ from gateway.config.model import Point, Profile
 from gateway.errors import BusError
 from ptys import PtyPair, wait_until
 
-PROFILES = Path(__file__).resolve().parent.parent / "config" / "profiles"
+PROFILES = Path(__file__).resolve().parent.parent / "gateway" / "profiles"
 
 
 def shipped_profile(name: str) -> Profile:

@@ -39,6 +39,14 @@ def test_notify_watchdog_and_restart(unit):
     assert unit["Service.WatchdogSec"] == ["30s"]
     assert unit["Service.Restart"] == ["always"]
     assert unit["Service.RestartSec"] == ["2"]
+
+
+def test_a_bad_config_is_checked_before_start_without_a_restart_loop(unit):
+    # ExecCondition=, not ExecStartPre=: Restart=always repeats a failed ExecStartPre= forever
+    # (StartLimitIntervalSec=0), but never restarts a unit whose condition skipped it
+    assert unit["Service.ExecCondition"] == [f"{EXEC} check -c /etc/community-gateway/gateway.toml"]
+    assert "Service.ExecStartPre" not in unit
+    assert unit["Unit.StartLimitIntervalSec"] == ["0"]
     assert unit["Unit.StartLimitIntervalSec"] == ["0"], "a crash loop must never end in a stopped gateway"
 
 
@@ -55,7 +63,8 @@ def test_directories_and_hardening(unit):
     assert unit["Service.StateDirectory"] == ["community-gateway"]
     assert unit["Service.RuntimeDirectory"] == ["community-gateway"]
     assert unit["Service.RuntimeDirectoryMode"] == ["0750"]
-    assert unit["Service.ReadWritePaths"] == ["/var/lib/community-gateway"]
+    # the config directory too: a platform config push replaces gateway.toml (issue 10)
+    assert unit["Service.ReadWritePaths"] == ["/var/lib/community-gateway /etc/community-gateway"]
     for key in ("NoNewPrivileges", "ProtectHome", "PrivateTmp", "ProtectKernelTunables",
                 "ProtectControlGroups", "LockPersonality"):
         assert unit[f"Service.{key}"] == ["yes"], key

@@ -1,6 +1,6 @@
 """The uplink against a real mosquitto, with the reference receiver as the platform.
 
-Every test's receiver validates each payload against docs/schemas; `assert not rx.invalid` is how
+Every test's receiver validates each payload against the schemas in gateway/contract; `assert not rx.invalid` is how
 "all payloads validate" is checked wherever the gateway publishes.
 """
 

@@ -20,8 +20,11 @@ def write_atomic(path: str, data: bytes, mode: int | None = None) -> None:
             mode = os.stat(path).st_mode & 0o777
         except FileNotFoundError:
             mode = 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    tmp = None
     try:
+        # inside the try: a directory the daemon may not write (a config dir without group write, or
+        # read-only under ProtectSystem=strict) raises here, and the caller's OSError handler says so
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -30,8 +33,9 @@ def write_atomic(path: str, data: bytes, mode: int | None = None) -> None:
         os.replace(tmp, path)
     except BaseException:
         # the half-written temp file is ours; the target was not touched
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         raise
     fsync_dir(directory)
 

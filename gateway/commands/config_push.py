@@ -98,9 +98,12 @@ class ConfigPush:
     def check(self, text: str, path: str):
         """load_config on `text` as if it were the file at `path` (relative paths resolve the same).
         Raises CommandError('config_invalid') listing every problem, like `gateway check`."""
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.push-", suffix=".toml",
-                                   dir=os.path.dirname(os.path.abspath(path)))
+        tmp = None
         try:
+            # inside the try: a config directory the daemon cannot write is a sentence in the reply,
+            # not an "internal" error (issue 10: root:community-gateway 0750 under ProtectSystem=strict)
+            fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.push-", suffix=".toml",
+                                       dir=os.path.dirname(os.path.abspath(path)))
             with os.fdopen(fd, "wb") as f:
                 f.write(text.encode("utf-8"))
             return load_config(tmp)
@@ -108,9 +111,11 @@ class ConfigPush:
             problems = "\n".join(str(p).replace(tmp, "pushed config") for p in e.problems)
             raise CommandError("config_invalid", problems) from None
         except OSError as e:
-            raise CommandError("failed", f"cannot write a temporary file beside {path}: {e}") from None
+            raise CommandError("failed", f"cannot write a temporary file beside {path}: {e} (the daemon's "
+                                         "user needs write access to the directory: docs/install.md)") from None
         finally:
-            os.unlink(tmp)
+            if tmp is not None:
+                os.unlink(tmp)
 
     def refuse_unsafe(self, new) -> None:
         """Raise CommandError('config_unsafe') for a config that would silence an active alarm or cut

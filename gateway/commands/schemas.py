@@ -1,7 +1,7 @@
 """The JSON Schemas of a command from the platform: the signed envelope and each command's `args`.
 
-They live here, in the package, because the gateway validates with them on the Pi, where docs/ is not
-installed; docs/schemas/cmd-*.json are copies for the platform team, kept identical by a test
+They live here, as code, because the gateway validates with them on the Pi; gateway/contract/cmd-*.json
+(package data, referred to by docs/asyncapi.yaml) are copies for the platform team, kept identical by a test
 (tests/test_commands_contract.py). Every number a command carries is an integer: a float has no
 single canonical spelling across languages (5.0 vs 5), and the signature covers the spelling."""
 
@@ -104,12 +104,12 @@ REPLY: dict = {
 
 
 def file_name(name: str) -> str:
-    """cmd-siren-test.json for siren_test: file names in docs/schemas use hyphens only."""
+    """cmd-siren-test.json for siren_test: file names in gateway/contract use hyphens only."""
     return f"cmd-{name.replace('_', '-')}.json"
 
 
 def documents() -> dict[str, dict]:
-    """File name -> schema, for every docs/schemas/cmd-*.json. The published envelope also ties
+    """File name -> schema, for every gateway/contract/cmd-*.json. The published envelope also ties
     `args` to each command's schema; the gateway checks the two separately for sharper messages."""
     per_name = [{"if": {"properties": {"name": {"const": n}}},
                  "then": {"properties": {"args": {"$ref": file_name(n)}}}} for n in COMMANDS]

@@ -61,7 +61,7 @@ class Point:
 
 @dataclass(frozen=True)
 class Profile:
-    """A sensor family, as data (config/profiles/*.toml)."""
+    """A sensor family, as data (gateway/profiles/*.toml)."""
     name: str
     kind: str  # modbus | serial
     description: str = ""

@@ -1,6 +1,6 @@
 """Profiles: a sensor family's register map (or serial frame) as a TOML file. Found by
-name in the `[gateway] profiles` entries, then in the shipped config/profiles/, or given
-as a path. A profile file is validated like the config, with its own FILE:LINE."""
+name in the `[gateway] profiles` entries, then in the shipped gateway/profiles/ (package
+data), or given as a path. A profile file is validated like the config, with its own FILE:LINE."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from gateway.config.model import Point, Profile
+from gateway.profiles import SHIPPED
 
 from .paths import resolve
 from .problems import Problem, suggest
@@ -16,8 +17,7 @@ from .schema import (A02YYUW_FIELDS, FRAMES, FUNCTIONS, KEYS, MAX_READ_REGISTERS
 from .source import read_toml
 from .tables import Table, array_tables, is_int, is_number, shown
 
-# The package is installed editable, so the shipped profiles sit next to it in the repo.
-SHIPPED_PROFILES = Path(__file__).resolve().parents[2] / "config" / "profiles"
+SHIPPED_PROFILES = SHIPPED
 
 
 class ProfileLibrary:
@@ -56,7 +56,14 @@ class ProfileLibrary:
         known = sorted(set(self.named) | {p.stem for d in self.dirs if d.is_dir() for p in d.glob("*.toml")})
         where = ", ".join(str(d) for d in self.dirs)
         return None, (f"unknown profile '{ref}'; profiles are: {', '.join(known) or 'none'} "
-                      f"(from {where}){suggest(ref, known)}")
+                      f"(from {where}){suggest(ref, known)}{self._missing_data()}")
+
+    def _missing_data(self) -> str:
+        shipped = self.dirs[-1]
+        if shipped.is_dir() and any(shipped.glob("*.toml")):
+            return ""
+        return (f"; the installed package has no shipped profiles in {shipped}: it was installed without "
+                "its package data (reinstall it from a wheel built by `make wheels`)")
 
     def load(self, path: Path, expect_name: str | None = None) -> Profile | None:
         path = path.resolve()

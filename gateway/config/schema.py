@@ -29,7 +29,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "uplink.tls": ("ca", "cert", "key"),
     "outbox": ("max_rows", "max_mb", "telemetry_period_s", "deadband", "status_period_s"),
     "commands": ("platform_keys",),
-    # a profile file (config/profiles/*.toml)
+    # a profile file (gateway/profiles/*.toml)
     "profile": ("name", "kind", "description", "frame", "pattern", "points"),
     "profile.points": ("name", "unit", "register", "function", "type", "word_order", "scale",
                        "offset", "decimals_register", "unit_register", "unit_codes", "range",

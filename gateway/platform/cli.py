@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--key")
     r.add_argument("--username")
     r.add_argument("--password", default=os.environ.get("GATEWAY_PLATFORM_PASSWORD"))
-    r.add_argument("--schemas", help="directory of the JSON Schemas (default: docs/schemas of this repo)")
+    r.add_argument("--schemas", help="directory of the JSON Schemas (default: the ones installed with the package)")
     r.add_argument("--quiet", action="store_true", help="no live view, only the summary at exit")
     rep = sub.add_parser("report", help="summarise a receiver database")
     rep.add_argument("--db", required=True)

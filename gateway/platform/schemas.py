@@ -1,13 +1,15 @@
-"""The contract as code: the JSON Schemas of docs/schemas, loaded into validators (draft 2020-12)."""
+"""The contract as code: the JSON Schemas of gateway/contract (package data), loaded into validators
+(draft 2020-12)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from gateway.contract import SCHEMAS
 from gateway.errors import GatewayError
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "docs" / "schemas"
+DEFAULT_DIR = SCHEMAS
 EVENT_TYPES = ("alarm", "fault", "telemetry", "status", "audit", "gap")
 
 
@@ -24,8 +26,13 @@ class Contract:
         self.dir = Path(schema_dir or DEFAULT_DIR)
         if not self.dir.is_dir():
             raise GatewayError(f"schema directory {self.dir} not found (use --schemas DIR)")
+        paths = sorted(self.dir.glob("*.json"))
+        if not paths:
+            hint = (" (the installed package lacks its package data: reinstall it from a wheel built by "
+                    "`make wheels`)" if self.dir == DEFAULT_DIR else "")
+            raise GatewayError(f"no JSON Schemas (*.json) in {self.dir}{hint}")
         schemas = {}
-        for path in sorted(self.dir.glob("*.json")):
+        for path in paths:
             try:
                 schemas[path.stem] = json.loads(path.read_text())
             except (OSError, ValueError) as e:
