@@ -13,7 +13,7 @@ from typing import Callable
 from gateway.acquire.device import Device, DeviceStats
 from gateway.config.model import Bus, Config
 from gateway.errors import BusError, DeviceFault
-from gateway.reading import FAULT, STALE, Reading
+from gateway.reading import FAULT, GOOD, STALE, Reading
 
 log = logging.getLogger("gateway.acquire")
 
@@ -169,6 +169,7 @@ class Acquisition:
     def __init__(self, cfg: Config, sink: Sink | None = None, transport_factory=_open_transport):
         self.cfg = cfg
         self._latest: dict[tuple[str, str], Reading] = {}
+        self._last_good: dict[tuple[str, str], Reading] = {}  # for status: the value before a fault
         self._lock = threading.Lock()
         self._sink = sink
         self.loops: list[BusLoop] = []
@@ -180,6 +181,8 @@ class Acquisition:
     def _on_reading(self, r: Reading) -> None:
         with self._lock:
             self._latest[(r.sensor, r.point)] = r
+            if r.quality == GOOD:
+                self._last_good[(r.sensor, r.point)] = r
         if self._sink is not None:
             self._sink(r)
 
@@ -216,6 +219,10 @@ class Acquisition:
                 r = Reading(r.sensor, r.point, r.value, r.unit, STALE, r.ts, r.mono, r.fault)
             out.append(r)
         return out
+
+    def last_good(self) -> dict[tuple[str, str], Reading]:
+        with self._lock:
+            return dict(self._last_good)
 
     def stats(self) -> dict[str, DeviceStats]:
         return {d.name: d.stats for lp in self.loops for d in lp.devices}
