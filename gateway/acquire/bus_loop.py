@@ -53,6 +53,7 @@ class BusLoop:
         self.port_error: str | None = None
         self._port_retry_s = PORT_RETRY_MIN_S
         self._next_open = 0.0
+        self._point_faults: set[tuple[str, str]] = set()  # points logged as faulting (their device answers)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -128,7 +129,7 @@ class BusLoop:
             self._port_retry_s = min(self._port_retry_s * 2, PORT_RETRY_MAX_S)
             return False
         if self.port_error:
-            log.warning("bus %s: port is back", self.bus.name)
+            log.info("bus %s: port is back", self.bus.name)
         self.port_error = None
         self._port_retry_s = PORT_RETRY_MIN_S
         return True
@@ -159,8 +160,22 @@ class BusLoop:
             self._next_open = time.monotonic() + self._port_retry_s
             return dev.fault_readings(e, time.monotonic())
         if dev.stats.consecutive:
-            log.warning("%s: answering again", dev.name)
-        return dev.good_readings(values, time.monotonic())
+            log.info("%s: answering again", dev.name)
+        readings = dev.good_readings(values, time.monotonic())
+        self._log_point_faults(readings)
+        return readings
+
+    def _log_point_faults(self, readings: list[Reading]) -> None:
+        """A point that faults while its device answers (out of range, undecodable): one line when
+        it starts and one when it ends, not one per poll."""
+        for r in readings:
+            key = (r.sensor, r.point)
+            if r.quality == FAULT and key not in self._point_faults:
+                self._point_faults.add(key)
+                log.warning("%s.%s: %s", r.sensor, r.point, r.fault)
+            elif r.quality == GOOD and key in self._point_faults:
+                self._point_faults.discard(key)
+                log.info("%s.%s: good again", r.sensor, r.point)
 
 
 class Acquisition:

@@ -148,11 +148,10 @@ def run_scan(cfg: Config, bus_name: str, units_text: str, baud_text: str | None,
 
 
 def _refuse_if_daemon_owns(cfg: Config, bus_name: str) -> None:
-    from gateway.cli.daemon_calls import socket_path
-    from gateway.control import ControlError, DaemonNotRunning, call
+    from gateway.control import ControlError, DaemonNotRunning, call, client_socket_path
 
     try:
-        call(socket_path(cfg), "ping", timeout=2.0)
+        call(client_socket_path(cfg.gateway.data_dir, cfg.gateway.control_socket), "ping", timeout=2.0)
     except DaemonNotRunning:
         return
     except ControlError:

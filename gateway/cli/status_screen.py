@@ -47,7 +47,7 @@ def _alarms(st: dict, now: float) -> list[str]:
     alarms = st.get("alarms", [])
     if not alarms:
         return ["", "ALARMS: none"]
-    out = ["", "ALARMS"]
+    out = ["", "ALARMS:"]
     for a in alarms:
         since = a.get("since_ts")
         flags = alarm_flags(a)
@@ -79,7 +79,7 @@ def _faults(st: dict) -> list[str]:
     faults = st.get("faults", [])
     if not faults:
         return []
-    out = ["", "FAULTS"]
+    out = ["", "FAULTS:"]
     for g in faults:
         out.append(f"  bus {g['bus']}: {', '.join(g['sensors'])}: {g['hint']}")
         out.append(f"  {'':6}({g['detail']})")
@@ -88,7 +88,7 @@ def _faults(st: dict) -> list[str]:
 
 def _outputs(st: dict) -> list[str]:
     outs = st.get("outputs", {})
-    out = ["", "OUTPUTS" if outs else "OUTPUTS: none"]
+    out = ["", "OUTPUTS:" if outs else "OUTPUTS: none"]
     for name, o in outs.items():
         state = "ON " if o.get("on") else "off"
         why = ""

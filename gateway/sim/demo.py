@@ -62,6 +62,7 @@ def refusal(cfg) -> str | None:
     taken = []
     for bus, port in demo_ports(cfg):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT of a finished demo is no owner
         try:
             s.bind(("127.0.0.1", port))
         except OSError as e:
