@@ -98,7 +98,7 @@ def _outputs(st: dict) -> list[str]:
             pattern = f"{o.get('level')} {o.get('pattern')}" if o.get("pattern") else str(o.get("level"))
             why = f"{pattern} for {o['why']}"
             if o.get("left_s") is not None:
-                why += f"; {duration(o['left_s'])} left before max_on_s {o.get('max_on_s'):g} s"
+                why += f"; {duration(o['left_s'], exact=True)} left before max_on_s {o.get('max_on_s'):g} s"
         elif o.get("why") == "silenced":
             why = "silenced (the alarm is still active)"
         out.append(f"  {name:22} GPIO{o.get('pin', '?'):<3} {state}  {why}".rstrip())

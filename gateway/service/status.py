@@ -198,13 +198,16 @@ def clock(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts))
 
 
-def duration(seconds: float | None) -> str:
+def duration(seconds: float | None, exact: bool = False) -> str:
+    """3 min (whole minutes gone by: "since 19:19:41 (3 min)"); `exact`: 9 min 37 s (time left)."""
     if seconds is None:
         return "-"
+    seconds = max(0.0, seconds)
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
+        m, s = divmod(int(seconds), 60)
+        return f"{m} min {s} s" if exact and s else f"{m} min"
     if seconds < 172800:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} days"
