@@ -70,6 +70,9 @@ def test_a_second_daemon_on_the_same_data_dir_is_refused_and_the_first_still_sou
                            what="the red alarm delivered to the platform")
                 status = json.loads(_gateway("status", "--json", "-c", cfg_path).stdout)
                 assert status["outbox"].get("write_errors", 0) == 0
+                # delivered, and still in the history `gateway events` reads from the outbox
+                wait_until(lambda: "raised red" in (ev := _gateway("events", "--type", "alarm", "-c", cfg_path).stdout)
+                           and "[not yet at the platform]" not in ev, timeout=15, what="the alarm delivered, in history")
                 assert outbox_before  # the file existed before the second ran
             finally:
                 out = stop_daemon(first)
