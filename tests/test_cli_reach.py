@@ -16,15 +16,10 @@ import pytest
 from drivers.sim.modbus_device import SimBus
 from gateway.config import load_config
 from gateway.service.ownership import Ownership
-from tests.daemonkit import SIREN_PIN, run_daemon, stop_daemon, write_config
+from tests.daemonkit import run_daemon, siren_on, stop_daemon, write_config
 from tests.ptys import wait_until
 
 
-def _siren_on(tmp_path) -> bool:
-    f = tmp_path / "var" / "pins.jsonl"
-    changes = [json.loads(x) for x in f.read_text().splitlines()] if f.exists() else []
-    changes = [c for c in changes if c["pin"] == SIREN_PIN]
-    return bool(changes) and changes[-1]["value"] == 0
 
 
 def _cli(*args, env=None, cwd=None):
@@ -58,7 +53,7 @@ def test_silence_a_red_alarm_while_the_file_on_disk_is_invalid(tmp_path, garage)
     try:
         wait_until(lambda: (tmp_path / "var" / "control.sock").exists(), timeout=15, what="daemon up")
         sim.set_value(1, "level", 45.0)
-        wait_until(lambda: _siren_on(tmp_path), timeout=10, what="siren ON for red")
+        wait_until(lambda: siren_on(tmp_path), timeout=10, what="siren ON for red")
         good = open(cfg_path).read()
         open(cfg_path, "w").write(MID_EDIT)
         assert _cli("check", "-c", cfg_path).returncode == 1  # it really is invalid
@@ -66,7 +61,7 @@ def test_silence_a_red_alarm_while_the_file_on_disk_is_invalid(tmp_path, garage)
         r = _cli("silence", "-c", cfg_path)
         assert r.returncode == 0, r.stderr
         assert "garage-b2-water.level#1" in r.stdout
-        wait_until(lambda: not _siren_on(tmp_path), timeout=5, what="siren off after the silence")
+        wait_until(lambda: not siren_on(tmp_path), timeout=5, what="siren off after the silence")
         r = _cli("status", "-c", cfg_path)
         assert r.returncode == 0, r.stderr
         assert r.stdout.startswith("FLOOD garage-b2-water RED since ") and "silenced by cli" in r.stdout

@@ -39,9 +39,11 @@ def parse_since(text: str | None, now: float) -> float | None:
                            f"or a date and time (2026-12-01T19:00)") from None
 
 
-def parse_types(text: str | None) -> list[str] | None:
+def parse_types(text: str | None) -> list[str]:
+    """The types asked for; by default every type but telemetry (the per-point summaries would bury
+    the alarms and faults a technician looks for: `--type telemetry` shows them)."""
     if not text:
-        return None
+        return [t for t in TYPES if t != "telemetry"]
     types = [t.strip() for t in text.split(",") if t.strip()]
     bad = [t for t in types if t not in TYPES]
     if bad:

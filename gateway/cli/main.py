@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", action="store_true", help="then keep printing new events as they happen")
     p.add_argument("--json", action="store_true", help="one envelope (as sent to the platform) per line")
     p.add_argument("--since", help="from this time: 19:00, 2026-12-01T19:00, or an age like 30m, 2h, 1d")
-    p.add_argument("--type", help="only these types, comma-separated: alarm,fault,audit,status,telemetry,gap")
+    p.add_argument("--type", help="only these types, comma-separated: alarm,fault,audit,status,telemetry,gap "
+                                       "(default: all but telemetry)")
     p.add_argument("-n", type=int, default=50, help="at most this many, the newest (default 50)")
     cmd("reload", "re-validate the config file and apply it (a bad file changes nothing)")
     p = cmd("scan", "find Modbus devices on a bus (the daemon must be stopped: it owns the ports)")

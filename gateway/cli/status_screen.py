@@ -112,7 +112,7 @@ def _uplink(st: dict, now: float) -> list[str]:
         return ["", f"UPLINK: {up.get('note', 'none')}"]
     line = f"UPLINK: {up.get('state')} to {up.get('broker', '?')}"
     if up.get("connected_since") and up.get("state") == "online":
-        line += f" since {up['connected_since']}"
+        line += f" since {_local(up['connected_since'])}"
     parts = [line]
     if ob.get("last_delivered_ts"):
         parts.append(f"last delivery {clock(ob['last_delivered_ts'])} ({duration(now - ob['last_delivered_ts'])} ago)")
@@ -123,6 +123,16 @@ def _uplink(st: dict, now: float) -> list[str]:
     if up.get("next_retry_in_s") is not None and up.get("state") != "online":
         parts.append(f"next retry in {up['next_retry_in_s']:g} s")
     return ["", "; ".join(parts)]
+
+
+def _local(iso: str) -> str:
+    """The uplink's UTC ISO time as the local clock the rest of the screen uses."""
+    import datetime as dt
+
+    try:
+        return clock(dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return iso
 
 
 def _outbox(st: dict) -> list[str]:
