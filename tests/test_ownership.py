@@ -128,3 +128,12 @@ def test_a_daemon_that_cannot_bind_its_control_socket_does_not_run(tmp_path):
         err = res.stdout + res.stderr
         assert "not-a-socket exists and is not a socket" in err, err
         assert "running:" not in err  # it never said it was running
+
+
+def test_scan_is_refused_while_a_daemon_holds_the_site_even_without_its_socket(tmp_path):
+    with SimBus.tcp("127.0.0.1", 0) as sim:
+        cfg_path = write_config(tmp_path, "scan-gw", sim.port)
+        with ownership.Ownership(str(tmp_path / "var")):
+            r = _gateway("scan", "garage", "--units", "1-2", "-c", cfg_path)
+    assert r.returncode == 1
+    assert f"pid {os.getpid()}" in r.stderr and "owns bus garage" in r.stderr, r.stderr
