@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from drivers.sim.modbus_device import SimBus
 from gateway.config import load_config
 from gateway.service import ownership
@@ -137,3 +139,28 @@ def test_scan_is_refused_while_a_daemon_holds_the_site_even_without_its_socket(t
             r = _gateway("scan", "garage", "--units", "1-2", "-c", cfg_path)
     assert r.returncode == 1
     assert f"pid {os.getpid()}" in r.stderr and "owns bus garage" in r.stderr, r.stderr
+
+
+def test_a_lock_file_left_by_another_user_still_locks(tmp_path, monkeypatch):
+    """`sudo gateway run` once leaves root's 0644 lock file behind; the service user must still start.
+    (Another user cannot run this venv's Python here, so the EACCES it would get is injected.)"""
+    ownership.Ownership(str(tmp_path)).acquire().release()  # the file is left behind, free
+    lock = ownership.data_lock_path(str(tmp_path))
+    real_open = os.open
+
+    def as_another_user(path, flags, *a):
+        if path == lock and flags & (os.O_RDWR | os.O_WRONLY):
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, flags, *a)
+
+    monkeypatch.setattr(ownership.os, "open", as_another_user)
+    held = ownership.Ownership(str(tmp_path)).acquire()
+    monkeypatch.setattr(ownership.os, "open", real_open)
+    try:
+        probe = (f"import sys; sys.path.insert(0, {os.getcwd()!r}); from gateway.service import ownership as o\n"
+                 f"try:\n o.Ownership({str(tmp_path)!r}).acquire(); print('TAKEN')\n"
+                 f"except o.OwnedElsewhere as e: print('REFUSED', e)")
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout
+        assert out.startswith("REFUSED"), out  # locked read-only, still a lock
+    finally:
+        held.release()

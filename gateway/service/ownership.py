@@ -125,8 +125,17 @@ def claim(path: str, what: str, also_check: tuple[str, ...] = ()) -> _Claim:
             if owner is not None:
                 raise OwnedElsewhere(f"{what} is owned by another gateway daemon, {describe(owner)}; "
                                      f"{_stop_hint(owner)}")
+        writable = True
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except PermissionError:
+            # Left by another user (`sudo gateway run` once, then the service): flock needs no
+            # write access, so lock it read-only; only the owner's details cannot be written.
+            writable = False
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as e:
+                raise GatewayError(f"cannot open the lock file {path} for {what}: {e.strerror or e}") from e
         except OSError as e:
             raise GatewayError(f"cannot create the lock file {path} for {what}: {e.strerror or e}") from e
         try:
@@ -136,8 +145,9 @@ def claim(path: str, what: str, also_check: tuple[str, ...] = ()) -> _Claim:
             os.close(fd)
             raise OwnedElsewhere(f"{what} is owned by another gateway daemon, {describe(owner)}; "
                                  f"{_stop_hint(owner)}") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(dict(started_by(), what=what)).encode() + b"\n", 0)
+        if writable:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(dict(started_by(), what=what)).encode() + b"\n", 0)
         c = _held[path] = _Claim(path, fd)
         return c
 
