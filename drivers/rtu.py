@@ -22,7 +22,7 @@ from pymodbus.pdu import DecodePDU
 from pymodbus.pdu.register_message import ReadHoldingRegistersRequest, ReadInputRegistersRequest
 
 from drivers.modbus import check_request, exception_detail, quiet_pymodbus
-from gateway.errors import BusError, DeviceFault
+from gateway.errors import BusError, DeviceFault, os_reason
 
 try:
     import termios
@@ -103,7 +103,7 @@ class RtuLink:
                 stopbits=self.stopbits, timeout=0, write_timeout=1.0, exclusive=True)
         except (serial.SerialException, OSError, ValueError) as e:
             self._serial = None
-            raise BusError(f"bus {self.name}: cannot open serial port {self.port}: {e}") from e
+            raise BusError(f"bus {self.name}: cannot open serial port {self.port}: {os_reason(e)}") from e
         self._quiet_since = time.monotonic()
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ import time
 
 import serial
 
-from gateway.errors import BusError, DeviceFault
+from gateway.errors import BusError, DeviceFault, os_reason
 
 try:
     import termios
@@ -102,7 +102,7 @@ class SerialSensorPort:
                 stopbits=self.stopbits, timeout=0, exclusive=True)
         except (serial.SerialException, OSError, ValueError) as e:
             self._serial = None
-            raise BusError(f"cannot open serial port {self.url}: {e}") from e
+            raise BusError(f"cannot open serial port {self.url}: {os_reason(e)}") from e
         self._pending = b""
 
     def close(self) -> None:

@@ -56,3 +56,15 @@ class CommandError(GatewayError):
         self.reason = reason
         self.message = message
         super().__init__(f"{reason}: {message}")
+
+
+def os_reason(e: BaseException) -> str:
+    """An OS-level error's reason, said once. pyserial's `[Errno 2] could not open port /dev/x: [Errno 2]
+    No such file or directory: '/dev/x'` becomes `No such file or directory` (our own sentence names
+    the port already)."""
+    import re
+
+    text = e.strerror if isinstance(getattr(e, "strerror", None), str) else str(e)
+    text = re.sub(r"\[Errno \d+\]\s*", "", text)
+    text = re.sub(r"^could not open port \S+?: ", "", text)
+    return re.sub(r":\s*'[^']*'$", "", text).strip() or type(e).__name__

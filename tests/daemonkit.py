@@ -106,3 +106,11 @@ def stop_daemon(proc: subprocess.Popen, timeout: float = 15.0) -> str:
             proc.kill()
             proc.wait(5)
     return proc.stdout.read()
+
+
+def siren_on(tmp_path) -> bool:
+    """garage-siren's last recorded change (./var/pins.jsonl) is ON (0: the relay is active-low)."""
+    f = Path(tmp_path) / "var" / "pins.jsonl"
+    changes = [json.loads(x) for x in f.read_text().splitlines() if x.strip()] if f.exists() else []
+    changes = [c for c in changes if c["pin"] == SIREN_PIN]
+    return bool(changes) and changes[-1]["value"] == 0

@@ -60,7 +60,7 @@ def test_seq_survives_reopen_even_after_delivered_rows_are_deleted(tmp_path):
     seqs = ob.add_many([Event("telemetry", telemetry(i)) for i in range(10)])
     assert seqs == list(range(1, 11))
     assert ob.mark_delivered(seqs) == 10
-    assert ob.housekeep() == 10
+    assert ob.housekeep(keep_delivered_s=0) == 10
     ob.close()
     ob = Outbox(path, GW)
     assert ob.stats()["rows"] == 0
@@ -192,5 +192,6 @@ def test_uplink_side_queries_priority_order_failed_rows_and_housekeeping(tmp_pat
     st = ob.stats()
     assert st["depth"] == {"alarm": 1, "fault": 1, "audit_status": 0, "telemetry": 1}
     assert st["failed"] == 1 and st["oldest_pending_age_s"] >= 0
-    assert ob.housekeep() == 2  # the failed row stays for the technician
+    assert ob.housekeep() == 0  # delivered rows are the history for a day
+    assert ob.housekeep(keep_delivered_s=0) == 2  # the failed row stays for the technician
     assert ob.stats()["rows"] == 4

@@ -13,7 +13,7 @@ from typing import Callable
 from gateway.acquire.device import Device, DeviceStats
 from gateway.config.model import Bus, Config
 from gateway.errors import BusError, DeviceFault
-from gateway.reading import FAULT, STALE, Reading
+from gateway.reading import FAULT, GOOD, STALE, Reading
 
 log = logging.getLogger("gateway.acquire")
 
@@ -53,6 +53,7 @@ class BusLoop:
         self.port_error: str | None = None
         self._port_retry_s = PORT_RETRY_MIN_S
         self._next_open = 0.0
+        self._point_faults: set[tuple[str, str]] = set()  # points logged as faulting (their device answers)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -128,7 +129,7 @@ class BusLoop:
             self._port_retry_s = min(self._port_retry_s * 2, PORT_RETRY_MAX_S)
             return False
         if self.port_error:
-            log.warning("bus %s: port is back", self.bus.name)
+            log.info("bus %s: port is back", self.bus.name)
         self.port_error = None
         self._port_retry_s = PORT_RETRY_MIN_S
         return True
@@ -159,8 +160,22 @@ class BusLoop:
             self._next_open = time.monotonic() + self._port_retry_s
             return dev.fault_readings(e, time.monotonic())
         if dev.stats.consecutive:
-            log.warning("%s: answering again", dev.name)
-        return dev.good_readings(values, time.monotonic())
+            log.info("%s: answering again", dev.name)
+        readings = dev.good_readings(values, time.monotonic())
+        self._log_point_faults(readings)
+        return readings
+
+    def _log_point_faults(self, readings: list[Reading]) -> None:
+        """A point that faults while its device answers (out of range, undecodable): one line when
+        it starts and one when it ends, not one per poll."""
+        for r in readings:
+            key = (r.sensor, r.point)
+            if r.quality == FAULT and key not in self._point_faults:
+                self._point_faults.add(key)
+                log.warning("%s.%s: %s", r.sensor, r.point, r.fault)
+            elif r.quality == GOOD and key in self._point_faults:
+                self._point_faults.discard(key)
+                log.info("%s.%s: good again", r.sensor, r.point)
 
 
 class Acquisition:
@@ -169,6 +184,7 @@ class Acquisition:
     def __init__(self, cfg: Config, sink: Sink | None = None, transport_factory=_open_transport):
         self.cfg = cfg
         self._latest: dict[tuple[str, str], Reading] = {}
+        self._last_good: dict[tuple[str, str], Reading] = {}  # for status: the value before a fault
         self._lock = threading.Lock()
         self._sink = sink
         self.loops: list[BusLoop] = []
@@ -180,6 +196,8 @@ class Acquisition:
     def _on_reading(self, r: Reading) -> None:
         with self._lock:
             self._latest[(r.sensor, r.point)] = r
+            if r.quality == GOOD:
+                self._last_good[(r.sensor, r.point)] = r
         if self._sink is not None:
             self._sink(r)
 
@@ -216,6 +234,10 @@ class Acquisition:
                 r = Reading(r.sensor, r.point, r.value, r.unit, STALE, r.ts, r.mono, r.fault)
             out.append(r)
         return out
+
+    def last_good(self) -> dict[tuple[str, str], Reading]:
+        with self._lock:
+            return dict(self._last_good)
 
     def stats(self) -> dict[str, DeviceStats]:
         return {d.name: d.stats for lp in self.loops for d in lp.devices}

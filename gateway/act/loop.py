@@ -16,7 +16,7 @@ from concurrent.futures import Future
 
 from gateway.act.safety import SafetyCore, Step
 from gateway.act.sinks import LatestSink, QueueSink, log
-from gateway.decide.transition import FAULT, Transition
+from gateway.decide.transition import FAULT, RECOVERED, Transition
 from gateway.errors import GatewayError, OutputError
 from gateway.reading import Reading
 
@@ -179,8 +179,12 @@ class SafetyLoop:
 
 def _log_item(item) -> None:
     if isinstance(item, Transition):
-        if item.kind == FAULT:
-            log.warning(item.describe())
+        if item.kind in (FAULT, RECOVERED) and not item.alarm_id:
+            # The bus loop has said it once for the bus or the device; one line per point would
+            # repeat it for every point of every sensor on a dead bus.
+            log.debug(item.describe())
+        elif item.kind == FAULT:
+            log.warning(item.describe())  # an active alarm just went blind: worth its own line
         else:
             log.info(item.describe())
     elif isinstance(item, tuple):

@@ -48,7 +48,9 @@ class SafetyCore:
         """From a validated gateway.config.model.Config and an open GpioBackend."""
         sirens = Sirens(cfg.outputs, gpio)
         buttons = [SilenceButton(i, gpio) for i in cfg.inputs.values()]
-        return cls(AlarmBook(cfg.rules), sirens, buttons)
+        labels = {(s.name, pt.name): dict(pt.states) for s in cfg.sensors.values()
+                  for pt in s.profile.points if pt.states}
+        return cls(AlarmBook(cfg.rules, labels), sirens, buttons)
 
     def feed(self, reading) -> Step:
         step = Step(self.book.feed(reading))

@@ -106,7 +106,10 @@ class Siren:
 
     def status(self) -> dict:
         return {"pin": self.output.pin, "on": self.on, "level": self.level,
-                "pattern": self.pattern.name if self.pattern else None, "testing": self.test_until is not None}
+                "pattern": self.pattern.name if self.pattern else None, "testing": self.test_until is not None,
+                # monotonic times, for status to say how long is left (max_on_s, the test)
+                "sounding_since_mono": self.sounding_since, "test_until_mono": self.test_until,
+                "max_on_s": self.output.max_on_s}
 
 
 class Sirens:
@@ -188,4 +191,7 @@ class Sirens:
         return rep
 
     def status(self) -> dict[str, dict]:
-        return {name: s.status() for name, s in self._sirens.items()}
+        """Each output, with the alarms that ask for it and whether a silence is keeping it off."""
+        return {name: dict(s.status(), alarms=list(self._demand.get(name, (None, []))[1]),
+                           silenced=name in self._muted and name not in self._demand)
+                for name, s in self._sirens.items()}

@@ -44,9 +44,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="output name")
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    p = cmd("events", "recent events from the daemon")
-    p.add_argument("--follow", action="store_true")
-    p.add_argument("--json", action="store_true")
+    p = cmd("events", "event history from the outbox file (alarms, faults, audits, ...), newest last")
+    p.add_argument("--follow", action="store_true", help="then keep printing new events as they happen")
+    p.add_argument("--json", action="store_true", help="one envelope (as sent to the platform) per line")
+    p.add_argument("--since", help="from this time: 19:00, 2026-12-01T19:00, or an age like 30m, 2h, 1d")
+    p.add_argument("--type", help="only these types, comma-separated: alarm,fault,audit,status,telemetry,gap "
+                                       "(default: all but telemetry)")
+    p.add_argument("-n", type=int, default=50, help="at most this many, the newest (default 50)")
     cmd("reload", "re-validate the config file and apply it (a bad file changes nothing)")
     p = cmd("scan", "find Modbus devices on a bus (the daemon must be stopped: it owns the ports)")
     p.add_argument("bus", help="bus name from the config")
@@ -80,9 +84,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _load(args):
-    from gateway.config import load_config, resolve_config_path
+    from gateway.cli.finding import require_config
+    from gateway.config import load_config
 
-    return load_config(resolve_config_path(args.config))
+    return load_config(require_config(args.config))
 
 
 def _dispatch(args) -> int:
@@ -109,23 +114,23 @@ def _dispatch(args) -> int:
         return run_daemon(_load(args))
     from gateway.cli.daemon_calls import control_command
 
-    return control_command(args, _load)
+    return control_command(args)
 
 
 def _read(args) -> int:
     from gateway.acquire import Acquisition
     from gateway.reading import GOOD
 
-    cfg = _load(args)
-    unknown = [s for s in args.sensors if s not in cfg.sensors]
-    if unknown:
-        raise GatewayError(f"unknown sensor {', '.join(unknown)}; configured: {', '.join(cfg.sensors)}")
     readings = None
-    if not args.direct:
+    if not args.direct:  # the daemon owns the ports and has the good config, whatever the file says now
         from gateway.cli.daemon_calls import read_via_daemon
 
-        readings = read_via_daemon(cfg, args.sensors or None)
+        readings = read_via_daemon(args.config, args.sensors or None)
     if readings is None:
+        cfg = _load(args)
+        unknown = [s for s in args.sensors if s not in cfg.sensors]
+        if unknown:
+            raise GatewayError(f"unknown sensor {', '.join(unknown)}; configured: {', '.join(cfg.sensors)}")
         logging.getLogger().setLevel(logging.CRITICAL)  # faults are in the output itself
         readings = [r.as_dict() for r in Acquisition(cfg).read_once(args.sensors or None)]
     if not readings:

@@ -148,11 +148,16 @@ def run_scan(cfg: Config, bus_name: str, units_text: str, baud_text: str | None,
 
 
 def _refuse_if_daemon_owns(cfg: Config, bus_name: str) -> None:
-    from gateway.cli.daemon_calls import socket_path
-    from gateway.control import ControlError, DaemonNotRunning, call
+    from gateway.control import ControlError, DaemonNotRunning, call, client_socket_path
 
+    from gateway.service.ownership import data_lock_path, describe, holder
+
+    owner = holder(data_lock_path(cfg.gateway.data_dir))  # a daemon between two configs has no socket
+    if owner is not None:
+        raise GatewayError(f"the gateway daemon, {describe(owner)}, owns bus {bus_name} (one master per "
+                           f"RS485 line); stop it first: sudo systemctl stop community-gateway")
     try:
-        call(socket_path(cfg), "ping", timeout=2.0)
+        call(client_socket_path(cfg.gateway.data_dir, cfg.gateway.control_socket), "ping", timeout=2.0)
     except DaemonNotRunning:
         return
     except ControlError:

@@ -60,13 +60,15 @@ def handlers(daemon):
 
     def events(args, stream):
         follow = bool(args.get("follow"))
-        with daemon._events_cv:
-            backlog, total = list(daemon.events), daemon.events_total
-        for ev in backlog[-50:]:
+        n = args.get("backlog", 50)  # the CLI asks for 0 when it has printed the history from the outbox
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise BadRequest("argument 'backlog' must be a count >= 0")
+        backlog, total = daemon.events.snapshot()
+        for ev in (backlog[-n:] if n else []):
             if not stream(ev):
                 return
         while follow and stream.alive():
-            new, total = daemon.wait_events(total, timeout=1.0)
+            new, total = daemon.events.wait(total, timeout=1.0)
             for ev in new:
                 if not stream(ev):
                     return

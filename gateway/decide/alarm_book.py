@@ -42,6 +42,9 @@ class Alarm:
     acknowledged: bool = False
     silenced_by: str | None = None
     acknowledged_by: str | None = None
+    cause: str | None = None  # which condition put it at its level: "level 41 cm at or above the red ..."
+    level_ts: float | None = None  # wall clock when it reached its current level ("RED since 19:19")
+    label: str | None = None  # the profile's name of the current value (smoke status 1: "alarm")
 
     @property
     def state(self) -> str:
@@ -52,7 +55,8 @@ class Alarm:
                 "level": self.level, "peak": self.peak, "value": self.value, "unit": self.unit,
                 "raised_ts": self.raised_ts, "latch": self.rule.latch, "state": self.state,
                 "silenced": self.silenced, "acknowledged": self.acknowledged,
-                "silenced_by": self.silenced_by, "acknowledged_by": self.acknowledged_by}
+                "silenced_by": self.silenced_by, "acknowledged_by": self.acknowledged_by,
+                "cause": self.cause, "level_ts": self.level_ts or self.raised_ts, "label": self.label}
 
 
 @dataclass
@@ -71,7 +75,9 @@ class AlarmBook:
     """All rules and their alarms. One rule per sensor point (a rule can carry thresholds,
     state codes and a rate at once)."""
 
-    def __init__(self, rules):
+    def __init__(self, rules, labels: dict[tuple[str, str], dict] | None = None):
+        """`labels`: (sensor, point) -> the profile's state names ({1: "alarm"}), for causes and status."""
+        self._labels = labels or {}
         self._points: dict[tuple[str, str], _Point] = {}
         dupes = []
         for rule in rules:
@@ -110,6 +116,7 @@ class AlarmBook:
         p.value, p.unit, p.mono = value, reading.unit, reading.mono
         if p.alarm is not None:
             p.alarm.value, p.alarm.unit = value, reading.unit  # status shows the value now, not at the raise
+            p.alarm.label = self._label(p, value)
         p.condition.observe(value, reading.mono, rank(p.alarm.level) if p.alarm else 0)
         out += self._settle(p, reading.mono, reading.ts)
         return out
@@ -134,14 +141,15 @@ class AlarmBook:
         level = level_at(new)
         if a is None:
             p.raises += 1
-            a = p.alarm = Alarm(f"{p.rule.name}#{p.raises}", p.rule, level, level, p.value, p.unit, ts)
+            a = p.alarm = Alarm(f"{p.rule.name}#{p.raises}", p.rule, level, level, p.value, p.unit, ts,
+                                cause=self._cause(p, new), level_ts=ts, label=self._label(p, p.value))
             return [self._event(a, RAISED, None, now, ts)]
         previous = a.level
         a.value, a.unit = p.value, p.unit
         if new == 0:
             p.alarm = None
             return [self._event(a, CLEARED, previous, now, ts, level=None, state="cleared")]
-        a.level = level
+        a.level, a.level_ts, a.cause = level, ts, self._cause(p, new)
         if new > held:
             # A worse situation needs people again: it sounds and wants a new acknowledgement.
             a.peak = level_at(max(new, rank(a.peak)))
@@ -230,8 +238,33 @@ class AlarmBook:
             p.alarm = Alarm(d["id"], p.rule, d["level"], peak, d.get("value"), d.get("unit") or "",
                             float(d.get("raised_ts") or 0.0), silenced,
                             bool(d.get("acknowledged")), None if by_clock else d.get("silenced_by"),
-                            d.get("acknowledged_by"))
+                            d.get("acknowledged_by"),
+                            d.get("cause") if isinstance(d.get("cause"), str) else None,
+                            d.get("level_ts") if isinstance(d.get("level_ts"), (int, float)) else None,
+                            d.get("label") if isinstance(d.get("label"), str) else None)
         return skipped
+
+    # -- causes ----------------------------------------------------------------------------
+    def _label(self, p: _Point, value) -> str | None:
+        states = self._labels.get((p.rule.sensor, p.rule.point))
+        return states.get(value) if states and isinstance(value, int) else None
+
+    def _cause(self, p: _Point, r: int) -> str | None:
+        c = p.condition.cause(r)
+        if c is None:
+            return None
+        u = f" {p.unit}" if p.unit else ""
+        point, level = p.rule.point, level_at(c[1])
+        if c[0] in ("above", "below"):
+            side = "at or above" if c[0] == "above" else "at or below"
+            return f"{point} {c[3]:g}{u} {side} the {level} threshold {c[2]:g}{u}"
+        if c[0] == "equals":
+            label = self._label(p, c[2])
+            return f"{point} {c[2]}{f' ({label})' if label else ''} is a {level} state"
+        spec = c[3]
+        verb = "rose" if c[0] == "rise" else "dropped"
+        return (f"{point} {verb} {round(c[2], 6):g}{u} within {spec.within_s:g} s "
+                f"({level} rule: a {c[0]} of {spec.amount:g}{u})")
 
     # -- transitions -----------------------------------------------------------------------
     @staticmethod
@@ -239,7 +272,8 @@ class AlarmBook:
                state: str | None = None, by: str | None = None) -> Transition:
         r = a.rule
         return Transition(a.id, r.name, r.sensor, r.point, kind, a.level if level == "" else level, previous,
-                          a.value, a.unit, state or a.state, now, ts, by)
+                          a.value, a.unit, state or a.state, now, ts, by,
+                          cause=a.cause if kind in (RAISED, ESCALATED, DEESCALATED) else None)
 
     @staticmethod
     def _point_event(p: _Point, kind: str, quality: str, detail: str | None, value, now: float,

@@ -21,6 +21,7 @@ class RateWindow:
         self.rank = rank(spec.level)
         self.rising = rising
         self._extremes: deque[tuple[float, float]] = deque()  # (mono, value)
+        self.change = 0.0  # rise (or drop) over the window at the last sample: the alarm's cause
 
     def add(self, mono: float, value: float) -> bool:
         """Add a sample; True if the rate condition holds now."""
@@ -35,7 +36,7 @@ class RateWindow:
         horizon = mono - self.spec.within_s
         while q[0][0] < horizon:
             q.popleft()
-        change = value - q[0][1] if self.rising else q[0][1] - value
+        change = self.change = value - q[0][1] if self.rising else q[0][1] - value
         # A small epsilon: 0.15 - 0.10 is 0.04999999999999999 in floating point.
         return change >= self.spec.amount - 1e-9
 
@@ -56,25 +57,38 @@ class PointCondition:
         # (mono, condition rank) over the debounce window, plus the one sample before it
         # (the condition it held at the window's start).
         self._seen: deque[tuple[float, int]] = deque()
+        # rank -> what asked for it the last time something did: ("above", level, threshold, value),
+        # ("equals", level, code), ("rise"/"drop", level, change, spec). Names an alarm's cause.
+        self._causes: dict[int, tuple] = {}
 
     def _want(self, value: float, mono: float, held: int) -> int:
         """The rank the value asks for (and feeds the rate windows). `held` (the alarm's rank) brings in hysteresis: a
         level already held stays until the value is back past threshold -/+ hysteresis."""
         hyst = self.rule.hysteresis
         want = 0
+        causes = {}
         for r, th in self._above:
             if value >= th or (r <= held and value > th - hyst):
                 want = max(want, r)
+                causes.setdefault(r, ("above", r, th, value))
         for r, th in self._below:
             if value <= th or (r <= held and value < th + hyst):
                 want = max(want, r)
+                causes.setdefault(r, ("below", r, th, value))
         for r, codes in self._equals:
             if value in codes:
                 want = max(want, r)
+                causes.setdefault(r, ("equals", r, value))
         for w in self._rates:
             if w.add(mono, value):
                 want = max(want, w.rank)
+                causes.setdefault(w.rank, ("rise" if w.rising else "drop", w.rank, w.change, w.spec))
+        self._causes.update(causes)
         return want
+
+    def cause(self, r: int) -> tuple | None:
+        """What last asked for rank `r` (see _causes), None if nothing ever did."""
+        return self._causes.get(r)
 
     def observe(self, value: float, mono: float, held: int) -> int:
         want = self._want(value, mono, held)

@@ -51,6 +51,7 @@ class Transition:
     ts: float
     by: str | None = None  # who silenced or acknowledged: "button:silence-button", "cli", "max_on_s", ...
     detail: str | None = None  # fault reason
+    cause: str | None = None  # which condition of the rule put the alarm at this level (raise, escalate)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -66,4 +67,5 @@ class Transition:
             lv = f"none (was {self.previous})"
         val = "" if self.value is None else f" value={self.value:g}{(' ' + self.unit) if self.unit else ''}"
         by = f" by {self.by}" if self.by else ""
-        return f"{head} level={lv}{val} state={self.state}{by}"
+        cause = f" (rule {self.rule}: {self.cause})" if self.cause and self.kind in (RAISED, ESCALATED) else ""
+        return f"{head} level={lv}{val} state={self.state}{by}{cause}"

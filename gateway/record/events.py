@@ -18,4 +18,6 @@ def event_of(t: Transition) -> tuple[str, dict]:
               "value": t.value, "unit": t.unit, "state": t.state}
     if t.by:
         fields["by"] = t.by
+    if t.cause:
+        fields["cause"] = t.cause
     return "alarm", fields

@@ -30,6 +30,9 @@ from gateway.record.clock import SyncState, boot_id
 log = logging.getLogger(__name__)
 
 PENDING, DELIVERED, FAILED = 0, 1, 2
+# Delivered rows stay this long as the history `gateway events` reads (bounded by max_rows/max_mb all
+# the same: a full outbox deletes every delivered row before it evicts anything).
+KEEP_DELIVERED_S = 86400.0
 TELEMETRY_PRIORITY = envelope.PRIORITY[envelope.TELEMETRY]
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -212,13 +215,16 @@ class Outbox:
                 raise self._error("update", e) from e
         return done
 
-    def housekeep(self, keep_failed_s: float = 7 * 86400) -> int:
-        """Delete delivered rows (and failed rows older than keep_failed_s). Returns rows deleted."""
+    def housekeep(self, keep_failed_s: float = 7 * 86400, keep_delivered_s: float = KEEP_DELIVERED_S) -> int:
+        """Delete delivered rows older than keep_delivered_s (they are `gateway events`' history until
+        then; a full outbox drops them all first) and failed rows older than keep_failed_s."""
+        now = time.time()
         with self._lock:
             try:
                 with self.db.atomic():
-                    n = self.db.execute("DELETE FROM events WHERE state != 0 AND "
-                                        "(state = 1 OR done_at < ?)", (time.time() - keep_failed_s,)).rowcount
+                    n = self.db.execute("DELETE FROM events WHERE state != 0 AND done_at < "
+                                        "(CASE state WHEN 1 THEN ? ELSE ? END)",
+                                        (now - keep_delivered_s, now - keep_failed_s)).rowcount
             except sqlite3.Error as e:
                 raise self._error("housekeep", e) from e
             self._rows -= n
@@ -241,7 +247,7 @@ class Outbox:
     def _enforce_limits(self) -> None:
         if not self._over():
             return
-        if self.housekeep() and not self._over():
+        if self.housekeep(keep_delivered_s=0) and not self._over():
             return
         need = max(self._over() + 1, self._evict_chunk)  # +1: room for the gap event itself
         try:

@@ -21,6 +21,7 @@ from gateway.act.alarm_state import AlarmStateFile
 from gateway.config.model import Config
 from gateway.errors import GatewayError, OutboxError
 from gateway.record.events import event_of
+from gateway.service.event_ring import EventRing
 
 log = logging.getLogger("gateway.service.daemon")
 SUPERVISE_S = 0.5
@@ -40,15 +41,14 @@ class Daemon:
             os.makedirs(cfg.gateway.data_dir, exist_ok=True)
         except OSError as e:
             raise GatewayError(f"data_dir {cfg.gateway.data_dir} cannot be created: {e.strerror}") from e
-        self.events = collections.deque(maxlen=1000)
-        self.events_total = 0  # events ever appended: `events --follow` slices by it, the deque rotates
-        self._events_cv = threading.Condition()
+        self.events = EventRing(1000)  # for `events --follow`; the history is the outbox file
         self.state_file = AlarmStateFile(cfg.gateway.data_dir)
         self._gpio = gpio
         self.recorder = self.outbox = self.uplink = self.control = None
         self.cert_expiry = None
         self.started = False  # every part is up (config push's health check waits for this)
         self.safety = self.acquisition = self.watchdog = None
+        self.ownership = None  # the data dir, ports and GPIO chip this daemon holds (gateway.service.ownership)
         # Events before the outbox opened (bounded: an outbox that never opens must not grow memory).
         self._early: collections.deque = collections.deque(maxlen=10_000)
         self._record_lock = threading.Lock()
@@ -71,7 +71,12 @@ class Daemon:
             raise
 
     def _start(self, open_gpio, SafetyLoop, SafetyCore, Watchdog) -> "Daemon":  # noqa: N803
+        from gateway.service.ownership import Ownership
+
         cfg = self.cfg
+        # Before anything is touched: a second daemon on this site is refused with the outbox,
+        # the ports and the relays of the first untouched.
+        self.ownership = Ownership.of(cfg).acquire()
         self.watchdog = Watchdog()
         if self._gpio is None:
             self._gpio = open_gpio(cfg.gpio)
@@ -151,7 +156,9 @@ class Daemon:
         try:
             self.control = ControlServer(path, plain, streams).start()
         except (OSError, GatewayError) as e:
-            log.error("control socket %s unavailable (%s): the CLI cannot reach this daemon", path, e)
+            # A daemon nobody can silence, acknowledge or reload is not run (systemd says why).
+            raise GatewayError(f"control socket {path} unavailable: {e}; nothing can reach a daemon "
+                               f"without it, so it does not run") from e
 
     # -- the flow ------------------------------------------------------------------------
     def _on_reading(self, r) -> None:
@@ -171,10 +178,7 @@ class Daemon:
                     self._early.append((type_, fields, ts))
                 else:
                     self.recorder.submit(type_, fields, ts)
-        with self._events_cv:
-            self.events.append({"type": type_, "ts": _iso(ts), **fields})
-            self.events_total += 1
-            self._events_cv.notify_all()
+        self.events.append(type_, fields, ts)
 
     def _on_transition(self, t) -> None:
         """Runs on the safety loop's transition sink thread, never on the safety loop."""
@@ -191,39 +195,9 @@ class Daemon:
 
     # -- queries for the control socket ---------------------------------------------------
     def status(self) -> dict:
-        now = time.monotonic()
-        sensors = []
-        for r in self.acquisition.latest(now):
-            d = r.as_dict()
-            d["age_s"] = round(now - r.mono, 1)
-            sensors.append(d)
-        order = {n: i for i, n in enumerate(self.cfg.sensors)}
-        sensors.sort(key=lambda d: order.get(d["sensor"], 0))
-        safety = self.safety.status()
-        st = {"gateway": self.cfg.gateway.id, "firmware": __version__, "config_hash": self.cfg.text_hash,
-              "uptime_s": round(now - self.started_mono, 1), "sensors": sensors,
-              "alarms": safety.get("alarms", []), "outputs": safety.get("outputs", {}),
-              "devices": {n: s.as_dict() for n, s in self.acquisition.stats().items()},
-              "uplink": (dict(self.uplink.status(), certificate=self.cert_expiry) if self.uplink
-                         else {"state": "offline (no [uplink])"}),
-              "outbox": self._outbox_stats(),
-              "watchdog_stale": [n for n, _ in self.watchdog.stale()] if self.watchdog else []}
-        return st
+        from gateway.service.status import daemon_status
 
-    def _outbox_stats(self) -> dict:
-        if self.outbox is None:
-            return {"state": "unavailable"}
-        try:
-            return self.outbox.stats()
-        except OutboxError as e:
-            return {"state": "error", "last_error": str(e)}
-
-    def wait_events(self, after_total: int, timeout: float) -> tuple[list[dict], int]:
-        """Events appended after the `after_total`-th (as many as the ring still holds), and the new total."""
-        with self._events_cv:
-            self._events_cv.wait_for(lambda: self.events_total > after_total or self._stop.is_set(), timeout)
-            new = min(self.events_total - after_total, len(self.events))
-            return (list(self.events)[len(self.events) - new:] if new > 0 else []), self.events_total
+        return daemon_status(self)
 
     # -- shutdown -----------------------------------------------------------------------
     def stop(self, reloading: bool = False) -> None:
@@ -231,6 +205,7 @@ class Daemon:
         from gateway.service.notify import sd_notify
 
         self._stop.set()
+        self.events.close()
         if reloading:
             sd_notify("RELOADING=1")  # STOPPING=1 would start systemd's stop timer and kill us
         elif self.watchdog:
@@ -254,8 +229,7 @@ class Daemon:
         cleanup = getattr(self._gpio, "cleanup", None)
         if cleanup:
             cleanup()
+        if self.ownership:
+            self.ownership.release()
         log.info("gateway stopped")
 
-
-def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"

@@ -87,12 +87,17 @@ def _no_optional_numpy() -> None:
 
 
 def run_daemon(cfg: Config) -> int:
+    from gateway.service.ownership import Ownership
+
     _no_optional_numpy()
-    listener = _log_through_a_queue()
-    try:
-        return _run(cfg)
-    finally:
-        listener.stop()
+    # Held for the life of the process, across reloads: between two Daemons the data directory is
+    # still ours, and the CLI reads "reloading", not "not running", from this lock.
+    with Ownership(cfg.gateway.data_dir):
+        listener = _log_through_a_queue()
+        try:
+            return _run(cfg)
+        finally:
+            listener.stop()
 
 
 class CurrentDaemon:

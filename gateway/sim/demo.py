@@ -36,14 +36,58 @@ def _wait_listening(cfg, timeout: float = 10.0) -> None:
             time.sleep(0.1)
 
 
+def demo_ports(cfg) -> list[tuple[str, int]]:
+    """(bus, TCP port) the simulator will listen on: every TCP bus and every socket:// serial port."""
+    out = []
+    for b in cfg.buses.values():
+        if b.type == "tcp":
+            out.append((b.name, int(b.port)))
+        elif isinstance(b.port, str) and b.port.startswith("socket://"):
+            out.append((b.name, int(b.port.rsplit(":", 1)[1].split("/")[0])))
+    return out
+
+
+def refusal(cfg) -> str | None:
+    """Why the demo must not start here, or None. Checked before anything is deleted or started:
+    a port somebody else listens on would make the daemon read *their* simulator, and the data
+    directory may belong to a daemon that is running."""
+    import socket
+
+    from gateway.service.ownership import data_lock_path, describe, holder
+
+    owner = holder(data_lock_path(cfg.gateway.data_dir))
+    if owner is not None:
+        return (f"{cfg.gateway.data_dir} belongs to a running gateway daemon, {describe(owner)}; "
+                f"stop it first (the demo starts from an empty data directory)")
+    taken = []
+    for bus, port in demo_ports(cfg):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT of a finished demo is no owner
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as e:
+            taken.append(f"{port} (bus {bus}: {e.strerror})")
+        finally:
+            s.close()
+    if taken:
+        return (f"port {', '.join(taken)} already in use on 127.0.0.1: another `gateway sim` or demo is "
+                f"running (find it with: ss -ltnp | grep -E ':(" + "|".join(str(p) for _, p in demo_ports(cfg))
+                + ")'); stop it first")
+    return None
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)-15s %(message)s",
                         datefmt="%H:%M:%S", stream=sys.stdout)
     for noisy in ("pymodbus", "gateway.acquire", "gateway.control", "gateway.service.notify"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    cfg = load_config(str(CONFIG))
+    cfg = load_config(os.environ.get("DEMO_CONFIG") or str(CONFIG))
+    why = refusal(cfg)
+    if why:
+        print(f"make demo: {why}", file=sys.stderr)
+        return 1
     shutil.rmtree(cfg.gateway.data_dir, ignore_errors=True)  # a fresh community, no old alarms
-    sim = subprocess.Popen([sys.executable, "-m", "gateway.cli", "sim", "-c", str(CONFIG), "--scenario", "flood",
+    sim = subprocess.Popen([sys.executable, "-m", "gateway.cli", "sim", "-c", cfg.path, "--scenario", "flood",
                             "--speed", str(SPEED)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     from gateway.service.daemon import Daemon
 
