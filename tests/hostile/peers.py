@@ -111,3 +111,40 @@ class TcpPeer:
 def trickle(data: bytes, every_s: float) -> list[tuple[float, bytes]]:
     """One byte at a time, `every_s` apart."""
     return [(every_s if i else 0.0, data[i:i + 1]) for i in range(len(data))]
+
+
+class RtuPeer:
+    """The slave end of a pty pair: reads each 8-byte request frame and writes `answer`'s
+    chunks. A pty ignores the baud rate, so delays are the test's own."""
+
+    def __init__(self, path: str, answer):
+        import serial
+
+        self.answer = answer
+        self.requests: list[bytes] = []
+        self.port = serial.serial_for_url(path, baudrate=9600, timeout=0.05)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="hostile-rtu-peer", daemon=True)
+
+    def __enter__(self) -> RtuPeer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.port.close()
+
+    def _serve(self) -> None:
+        buf = b""
+        while not self._stop.is_set():
+            buf += self.port.read(8 - len(buf))
+            if len(buf) < 8:
+                continue
+            request, buf = buf, b""
+            self.requests.append(request)
+            for delay, data in self.answer(request):
+                if delay and self._stop.wait(delay):
+                    return
+                self.port.write(data)
+                self.port.flush()
