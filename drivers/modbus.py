@@ -22,7 +22,7 @@ FRAME_FAULTS = {
     "tid": "TCP: an MBAP transaction id that is not the request's",
     "protocol": "TCP: an MBAP protocol id that is not 0",
     "mbap-length": "TCP: an MBAP length outside 2..254, or not the PDU's (byte count + 3 for a read, 3 for an exception)",
-    "unit": "the reply is from another unit (RTU: the first byte is not the unit asked)",
+    "unit-id": "the reply is from another unit (RTU: the first byte is not the unit asked)",
     "function": "the reply's function is neither the request's nor its exception (0x80 + function)",
     "bytecount": "a byte count that is not 2 x the registers asked",
     "crc": "RTU: the CRC-16 does not match the frame",

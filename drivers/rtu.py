@@ -187,7 +187,7 @@ class RtuLink:
         if not head:
             raise DeviceFault("timeout", f"no reply within {timeout:g} s")
         if head[0] != unit:
-            raise DeviceFault("unit", f"reply starts {self._drain_hex(head, deadline)}, not unit {unit}")
+            raise DeviceFault("unit-id", f"reply starts {self._drain_hex(head, deadline)}, not unit {unit}")
         if len(head) < 3:
             raise DeviceFault("short", f"reply cut off: {head.hex(' ')}")
         if head[1] == function | 0x80:

@@ -136,7 +136,7 @@ class TcpLink:
             raise DeviceFault("short", f"reply cut off: {len(pdu)} of the {length - 1} PDU bytes its "
                                        f"MBAP length promised")
         if r_unit != unit:
-            raise DeviceFault("unit", f"reply from unit {r_unit}")
+            raise DeviceFault("unit-id", f"reply from unit {r_unit}")
         if pdu[0] == function | 0x80:
             if length != 3:
                 raise DeviceFault("mbap-length", f"MBAP length {length} for an exception reply (3)")

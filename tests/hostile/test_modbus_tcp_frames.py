@@ -40,7 +40,7 @@ BAD_FRAMES = {
     # a byte count for 4 registers with their data, length consistent: not what we asked
     "too-many-registers": (bytes.fromhex("00 01 00 00 00 0b 01 03 08 00 01 00 01 01 f4 00 00"), "bytecount"),
     "protocol-id": (bytes.fromhex("00 01 00 07 00 09 01 03 06 00 01 00 01 01 f4"), "protocol"),
-    "other-unit": (bytes.fromhex("00 01 00 00 00 09 02 03 06 00 01 00 01 01 f4"), "unit"),
+    "other-unit": (bytes.fromhex("00 01 00 00 00 09 02 03 06 00 01 00 01 01 f4"), "unit-id"),
     "other-function": (bytes.fromhex("00 01 00 00 00 09 01 04 06 00 01 00 01 01 f4"), "function"),
     "exception-too-long": (bytes.fromhex("00 01 00 00 00 04 01 83 02 00"), "mbap-length"),
     "trailing": (bytes.fromhex("00 01 00 00 00 09 01 03 06 00 01 00 01 01 f4 be ef"), "trailing"),

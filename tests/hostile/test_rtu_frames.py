@@ -31,7 +31,7 @@ BAD_FRAMES = {
     "trailing": (lambda req: rtu_reply(req, GOOD) + b"\xbe\xef", "trailing"),
     "byte-count": (lambda req: framed("01 03 08 00 01 00 01 01 f4 00 00"), "bytecount"),
     "odd-byte-count": (lambda req: framed("01 03 05 00 01 00 01 01"), "bytecount"),
-    "other-unit": (lambda req: framed("02 03 06 00 01 00 01 01 f4"), "unit"),
+    "other-unit": (lambda req: framed("02 03 06 00 01 00 01 01 f4"), "unit-id"),
     "other-function": (lambda req: framed("01 04 06 00 01 00 01 01 f4"), "function"),
     "crc": (lambda req: rtu_reply(req, GOOD)[:-1] + b"\x00", "crc"),
     "cut-off": (lambda req: rtu_reply(req, GOOD)[:-4], "short"),
