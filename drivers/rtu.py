@@ -42,6 +42,10 @@ _REQUEST_CLASS = {3: ReadHoldingRegistersRequest, 4: ReadInputRegistersRequest}
 # A babbling device could keep the line busy for ever: stop flushing after this long (the
 # fault is reported either way; the next transaction's own checks catch what is left).
 FLUSH_MAX_S = 1.0
+# The quiet a flush waits for: t3.5, but at least 20 ms, because a USB RS485 adapter hands bytes
+# over in bursts up to its latency timer apart (FTDI's default: 16 ms), and a line that only
+# looks quiet between two bursts is not.
+FLUSH_QUIET_MIN_S = 0.02
 
 
 def bits_per_char(parity: str = "N", bytesize: int = 8, stopbits: int = 1) -> int:
@@ -244,14 +248,15 @@ class RtuLink:
                                           f"{extra[:16].hex(' ')}")
 
     def _flush(self) -> None:
-        """Swallow the line until it has been quiet for t3.5 (a late or trickled answer, the rest
-        of a garbled one), at most FLUSH_MAX_S, so the next frame starts on a clean line."""
+        """Swallow the line until it has been quiet for t3.5 (at least FLUSH_QUIET_MIN_S): a late or
+        trickled answer, the rest of a garbled one. At most FLUSH_MAX_S, so the next frame starts
+        on a clean line."""
         port = self._serial
         if port is None:
             return
         stop = time.monotonic() + FLUSH_MAX_S
         while (left := stop - time.monotonic()) > 0:
-            _set_timeout(port, min(left, max(self.gap_s, 0.002)))
+            _set_timeout(port, min(left, max(self.gap_s, FLUSH_QUIET_MIN_S)))
             if not port.read(256):
                 return
             self._last_rx = time.monotonic()

@@ -56,19 +56,20 @@ def test_a_frame_wrong_as_a_whole_is_a_fault_and_the_next_reads_clean(pty, case)
 
 
 def test_a_trickling_unit_does_not_spoil_its_healthy_neighbour(pty):
-    """Unit 2 answers 20 registers one byte every 3 ms (135 ms: past its 50 ms timeout, and each
-    gap shorter than t3.5 = 4 ms at 9600 baud, so the line is never quiet while it talks). Before
-    the fix unit 1's reply came mixed with unit 2's tail: a fault of a healthy unit."""
+    """Unit 2 answers 60 registers one byte every 2 ms (125 bytes, ~250 ms: past its deadline of
+    50 ms + 152 ms of wire time; each gap a tenth of the 20 ms of quiet a flush waits for, and half
+    of t3.5 = 4 ms at 9600 baud, so the line is never quiet while it talks). Before the fix unit 1's reply came mixed with unit 2's tail: `garbage: unit 1`,
+    a fault of a healthy unit."""
     assert frame_gap_s(9600) > 0.003
 
     def answer(request):
         if request[0] == 2:
-            return trickle(rtu_reply(request, list(range(20))), 0.003)
+            return trickle(rtu_reply(request, list(range(60))), 0.002)
         return [(0, rtu_reply(request, GOOD))]
 
     with RtuLink("rs485", pty.a, baudrate=9600) as link, RtuPeer(pty.b, answer):
         for _ in range(3):
             with pytest.raises(DeviceFault) as err:
-                link.read_registers(2, 3, 0, 20, timeout=0.05, retries=0)
+                link.read_registers(2, 3, 0, 60, timeout=0.05, retries=0)
             assert err.value.reason in ("timeout", "short")
             assert link.read_registers(1, 3, 2, 3, timeout=0.15, retries=0) == GOOD
