@@ -94,7 +94,7 @@ def test_a_reply_cut_off_is_short_not_a_value():
         assert err.value.reason == "short" and time.monotonic() - t0 < 0.6
 
 
-def _garage_site(tmp_path, port):
+def _garage_site(tmp_path, port, more=""):
     path = tmp_path / "gateway.toml"
     path.write_text(textwrap.dedent(f"""
         [gateway]
@@ -112,7 +112,7 @@ def _garage_site(tmp_path, port):
         bus = "pumproom"
         unit = 1
         profile = "water-level-rs485"
-    """))
+    """) + textwrap.dedent(more))
     return load_config(str(path))
 
 
@@ -146,3 +146,40 @@ def test_a_trickling_unit_does_not_spoil_its_healthy_neighbour():
                 link.read_registers(2, 3, 2, 3, timeout=0.3, retries=0)
             assert err.value.reason in ("timeout", "short")
             assert link.read_registers(1, 3, 2, 3, timeout=0.3, retries=0) == [1, 1, 123]
+
+
+def test_the_healthy_unit_keeps_its_cadence_under_the_daemons_bus_loop(tmp_path):
+    """The same attack through the acquisition's own bus thread, as the daemon runs it: the
+    healthy unit (poll_s 0.5) must keep every poll good while its neighbour trickles."""
+    from ptys import wait_until
+
+    def answer(request):
+        if request[6] == 2:
+            return trickle(tcp_reply(request, GOOD), 0.2)
+        return [(0, tcp_reply(request, [1, 1, 123]))]
+
+    with TcpPeer(answer) as peer:
+        cfg = _garage_site(tmp_path, peer.address[1], """
+            poll_s = 0.5
+
+            [[sensors]]
+            name = "pit-level"
+            bus = "pumproom"
+            unit = 2
+            profile = "water-level-rs485"
+            poll_s = 0.5
+        """)
+        readings = []
+        acq = Acquisition(cfg, readings.append)
+        acq.start()
+        try:
+            wait_until(lambda: sum(r.sensor == "garage-b2-water" for r in readings) >= 6, timeout=8,
+                       what="six polls of the healthy unit")
+            started = min(r.mono for r in readings)
+        finally:
+            acq.stop()
+    healthy = [r for r in readings if r.sensor == "garage-b2-water"]
+    assert all(r.quality == "good" and r.value == 12.3 for r in healthy), [r.fault for r in healthy]
+    assert any(r.sensor == "pit-level" and r.quality == "fault" for r in readings)
+    # six polls at 0.5 s take ~2.5 s plus the neighbour's timeouts (0.3 s each); not 8 s for 5
+    assert healthy[5].mono - started < 5.0
