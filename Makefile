@@ -51,11 +51,12 @@ bench: deps venv $(BENCH_STAMP)
 check-demo: venv
 	$(BIN)/gateway check -c config/demo.toml
 
-# hypothesis at full strength: 10,000 generated configs and command payloads, and 10,000 mutated
-# Modbus replies per transport against a real TCP server and a real pty pair (~10 min each).
+# hypothesis at full strength: 10,000 generated configs, command payloads and numbers per config key,
+# and 10,000 mutated Modbus replies per transport against a real TCP server and a real pty pair
+# (~10 min each).
 fuzz: deps venv
 	FUZZ_EXAMPLES=10000 $(BIN)/python -m pytest -q tests/test_fuzz_commands.py tests/test_fuzz_config.py \
-	  tests/hostile/test_frames_property.py
+	  tests/hostile/test_frames_property.py tests/hostile/test_config_values.py
 
 # On the Pi: user, venv in /opt/community-gateway, GPIO library, config (if none), systemd unit.
 install:

@@ -85,3 +85,57 @@ def test_gateway_check_says_so_and_exits_1_without_a_traceback(tmp_path):
     both = out.stdout + out.stderr
     assert "Traceback" not in both and "OverflowError" not in both, both
     assert "poll_s" in both and "above.red" in both and "configuration is valid" not in both
+
+
+NUMERIC_KEYS = {  # the line of BASE to rewrite -> how to find the value in the loaded config
+    "poll_s = 1.0": ("poll_s", lambda c: c.sensors["garage-b2-water"].poll_s),
+    "hysteresis = 2": ("hysteresis", lambda c: c.rules[0].hysteresis),
+    "debounce_s = 3": ("debounce_s", lambda c: c.rules[0].debounce_s),
+    "max_on_s = 600": ("max_on_s", lambda c: c.outputs["garage-siren"].max_on_s),
+}
+
+
+def _toml_number(value) -> str:
+    if isinstance(value, float):
+        return {"inf": "inf", "-inf": "-inf", "nan": "nan"}.get(repr(value), repr(value))
+    return str(value)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    return tmp_path_factory.mktemp("values")
+
+
+def test_any_number_in_any_key_is_a_sensible_value_or_one_located_problem(site):
+    """Hypothesis (FUZZ_EXAMPLES, default 100): whatever number a key is given, the loader either
+    keeps a finite value inside the key's range, or refuses it with a problem at that key; never
+    anything else (no traceback, no silent default)."""
+    import math
+    import os
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from gateway.config.schema import RANGES
+
+    ranges = {**RANGES["sensors"], **RANGES["rules"], **RANGES["outputs.NAME"]}
+
+    @settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "100")), deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(line=st.sampled_from(sorted(NUMERIC_KEYS)),
+           value=st.floats() | st.integers() | st.integers(-10 ** 500, 10 ** 500))
+    def one(line, value):
+        key, getter = NUMERIC_KEYS[line]
+        path = write(site, BASE.replace(line, f"{key} = {_toml_number(value)}", 1))
+        try:
+            cfg = load_config(str(path))
+        except ConfigError as err:
+            assert any(p.key == key for p in err.problems), err
+            return
+        kept = getter(cfg)
+        assert math.isfinite(kept) and kept == value
+        if key in ranges:
+            lo, hi = ranges[key]
+            assert lo <= kept <= hi
+
+    one()
