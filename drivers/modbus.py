@@ -28,6 +28,7 @@ FRAME_FAULTS = {
     "crc": "RTU: the CRC-16 does not match the frame",
     "trailing": "bytes after a complete frame (TCP: already received; RTU: before the line went quiet for t3.5)",
     "exception": "the device answered with a Modbus exception (a valid frame: not asked again)",
+    "garbage": "RTU: a frame that passed every check above and still did not decode (a bug, not a device)",
 }
 MAX_READ_COUNT = 125  # Modbus limit for FC03/FC04
 
