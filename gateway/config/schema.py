@@ -50,7 +50,7 @@ RANGES: dict[str, dict[str, tuple[float, float]]] = {
     "outputs.NAME": {"max_on_s": (1, 86400)},
     "outputs.NAME.pattern.LEVEL": {"on_s": (0.05, 60), "off_s": (0.05, 60)},
     "uplink": {"replay_per_s": (1, 100000)},
-    "outbox": {"max_mb": (0.1, 1e6), "telemetry_period_s": (0.1, 86400), "deadband": (0, 10),
+    "outbox": {"max_mb": (0.1, 1_000_000), "telemetry_period_s": (0.1, 86400), "deadband": (0, 10),
                "status_period_s": (0.5, 86400)},
 }
 

@@ -49,7 +49,10 @@ def is_number(v) -> bool:
 
 def span(lo, hi) -> str:
     """A range as config/README.md writes it: `0.05..3600`."""
-    return f"{lo:g}..{hi:g}"
+    def one(v):
+        return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+    return f"{one(lo)}..{one(hi)}"
 
 
 def unfit(value) -> str | None:
