@@ -12,6 +12,24 @@ from gateway.config.model import Bus
 from gateway.errors import ConfigError
 
 READ_FUNCTIONS = (3, 4)  # holding, input registers: all a sensor gateway reads
+
+# The reason word of every way a transaction fails (DeviceFault.reason); docs/modbus-frames.md
+# says what each means and which transport uses it. Any of them but `exception` resets the
+# stream: the TCP connection is reopened, the RTU line flushed until it has been quiet for t3.5.
+FRAME_FAULTS = {
+    "timeout": "no byte of a reply within the device's timeout",
+    "short": "the reply stopped before the length its header (or byte count) promised",
+    "tid": "TCP: an MBAP transaction id that is not the request's",
+    "protocol": "TCP: an MBAP protocol id that is not 0",
+    "mbap-length": "TCP: an MBAP length outside 2..254, or not the PDU's (byte count + 3 for a read, 3 for an exception)",
+    "unit-id": "the reply is from another unit (RTU: the first byte is not the unit asked)",
+    "function": "the reply's function is neither the request's nor its exception (0x80 + function)",
+    "bytecount": "a byte count that is not 2 x the registers asked",
+    "crc": "RTU: the CRC-16 does not match the frame",
+    "trailing": "bytes after a complete frame (TCP: already received; RTU: before the line went quiet for t3.5)",
+    "exception": "the device answered with a Modbus exception (a valid frame: not asked again)",
+    "garbage": "RTU: a frame that passed every check above and still did not decode (a bug, not a device)",
+}
 MAX_READ_COUNT = 125  # Modbus limit for FC03/FC04
 
 # Modbus exception codes, named as in the spec, so a technician reads the detail.
@@ -53,7 +71,7 @@ class ModbusLink(Protocol):
     """A Modbus master on one bus. One owner thread per link; it holds no threads itself.
 
     read_registers raises DeviceFault(reason) when one device failed one transaction
-    (timeout, crc, exception, bytecount, garbage) and BusError when the transport failed
+    (a reason of FRAME_FAULTS) and BusError when the transport failed
     (port vanished, connection refused or reset): the link is then closed, and open()
     must be called again later. Nothing is counted here; the caller counts per device."""
 

@@ -5,7 +5,14 @@ pymodbus builds the request, checks the CRC and decodes the reply PDU; the seria
 ours. pymodbus's sync serial client polls `in_waiting` with sleeps and waits an extra
 interval after the last byte, which costs a large share of a 9600-baud transaction.
 Here the reply length is known from its first three bytes (FC03/04: 5 + 2N, exception:
-5), so we read the header, then exactly the rest, against one deadline per try."""
+5), so we read the header, then exactly the rest, against one deadline per try.
+
+A frame is checked whole (Modbus over Serial Line V1.02 §2.5.1, §2.5.1.1): unit, function
+or its exception, byte count against the request, CRC, and nothing left over: bytes that
+come before the line has been quiet for t3.5 after the frame belong to it, and make it a
+`trailing` fault. After any fault but a well-formed exception the line is flushed until it
+has been quiet for t3.5 (at most FLUSH_MAX_S), so a unit still trickling a late answer
+cannot garble the next unit's reply."""
 
 from __future__ import annotations
 
@@ -32,6 +39,13 @@ except ImportError:  # not POSIX
     _PORT_ERRORS = (serial.SerialException, OSError)
 
 _REQUEST_CLASS = {3: ReadHoldingRegistersRequest, 4: ReadInputRegistersRequest}
+# A babbling device could keep the line busy for ever: stop flushing after this long (the
+# fault is reported either way; the next transaction's own checks catch what is left).
+FLUSH_MAX_S = 1.0
+# The quiet a flush waits for: t3.5, but at least 20 ms, because a USB RS485 adapter hands bytes
+# over in bursts up to its latency timer apart (FTDI's default: 16 ms), and a line that only
+# looks quiet between two bursts is not.
+FLUSH_QUIET_MIN_S = 0.02
 
 
 def bits_per_char(parity: str = "N", bytesize: int = 8, stopbits: int = 1) -> int:
@@ -135,11 +149,13 @@ class RtuLink:
         faults: list[DeviceFault] = []
         for _ in range(1 + max(0, retries)):
             try:
-                return self._transact(request, unit, function, count, timeout)
-            except DeviceFault as fault:
-                if fault.reason == "exception":
-                    raise  # the device answered on purpose: asking again changes nothing
-                faults.append(fault)
+                try:
+                    return self._transact(request, unit, function, count, timeout)
+                except DeviceFault as fault:
+                    if fault.reason == "exception":
+                        raise  # the device answered on purpose: asking again changes nothing
+                    self._flush()
+                    faults.append(fault)
             except _PORT_ERRORS as e:
                 self.close()
                 raise BusError(f"bus {self.name}: serial port {self.port} failed: {e}") from e
@@ -175,27 +191,29 @@ class RtuLink:
         if not head:
             raise DeviceFault("timeout", f"no reply within {timeout:g} s")
         if head[0] != unit:
-            raise DeviceFault("garbage", f"reply starts {self._drain_hex(head, deadline)}, not unit {unit}")
+            raise DeviceFault("unit-id", f"reply starts {self._drain_hex(head, deadline)}, not unit {unit}")
         if len(head) < 3:
-            raise DeviceFault("bytecount", f"short reply {head.hex(' ')}")
+            raise DeviceFault("short", f"reply cut off: {head.hex(' ')}")
         if head[1] == function | 0x80:
             frame = head + self._read_exact(2, deadline)
             if len(frame) < 5:
-                raise DeviceFault("bytecount", f"short exception reply {frame.hex(' ')}")
+                raise DeviceFault("short", f"exception reply cut off: {frame.hex(' ')}")
             if not crc_ok(frame):
                 raise DeviceFault("crc", f"bad CRC in exception reply {frame.hex(' ')}")
+            self._check_nothing_left(frame)
             raise DeviceFault("exception", exception_detail(frame[2]))
         if head[1] != function:
-            raise DeviceFault("garbage", f"reply function {head[1]} to a function {function} request: "
-                                         f"{self._drain_hex(head, deadline)}")
+            raise DeviceFault("function", f"reply function {head[1]} to a function {function} request: "
+                                          f"{self._drain_hex(head, deadline)}")
         nbytes = head[2]
         frame = head + self._read_exact(nbytes + 2, deadline)
         if len(frame) < nbytes + 5:
-            raise DeviceFault("bytecount", f"short reply: {len(frame)} of {nbytes + 5} bytes")
+            raise DeviceFault("short", f"reply cut off: {len(frame)} of {nbytes + 5} bytes")
         if not crc_ok(frame):
             raise DeviceFault("crc", f"bad CRC in reply {frame.hex(' ')}")
         if nbytes != 2 * count:
             raise DeviceFault("bytecount", f"byte count {nbytes}, expected {2 * count}")
+        self._check_nothing_left(frame)
         pdu = self._decoder.decode(frame[1:-2])
         if pdu is None or len(pdu.registers) != count:
             raise DeviceFault("garbage", f"undecodable reply {frame.hex(' ')}")
@@ -216,6 +234,32 @@ class RtuLink:
                 self._last_rx = time.monotonic()
                 buf += chunk
         return bytes(buf)
+
+    def _check_nothing_left(self, frame: bytes) -> None:
+        """The frame ends only when the line has been quiet for t3.5 after it (the wait the
+        next request needs anyway, taken now): a byte before that belongs to this frame."""
+        port = self._serial
+        assert port is not None
+        _set_timeout(port, self.gap_s)
+        extra = port.read(256)
+        if extra:
+            self._last_rx = time.monotonic()
+            raise DeviceFault("trailing", f"{len(extra)}+ bytes after the frame {frame.hex(' ')}: "
+                                          f"{extra[:16].hex(' ')}")
+
+    def _flush(self) -> None:
+        """Swallow the line until it has been quiet for t3.5 (at least FLUSH_QUIET_MIN_S): a late or
+        trickled answer, the rest of a garbled one. At most FLUSH_MAX_S, so the next frame starts
+        on a clean line."""
+        port = self._serial
+        if port is None:
+            return
+        stop = time.monotonic() + FLUSH_MAX_S
+        while (left := stop - time.monotonic()) > 0:
+            _set_timeout(port, min(left, max(self.gap_s, FLUSH_QUIET_MIN_S)))
+            if not port.read(256):
+                return
+            self._last_rx = time.monotonic()
 
     def _drain_hex(self, head: bytes, deadline: float) -> str:
         """Swallow the rest of an unparseable answer (until the line is quiet for t3.5),

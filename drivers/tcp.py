@@ -1,13 +1,30 @@
 """Modbus TCP master (a plant-room PLC, or an RTU-to-TCP gateway with several units behind
-it), on pymodbus's sync ModbusTcpClient with per-call timeout and retries."""
+it) on a plain socket.
+
+A reply is checked whole before any of it becomes a value (Modbus Application Protocol
+V1.1b3 §4.1, §6.3-6.4; Modbus Messaging on TCP/IP V1.0b §3.1.3): the MBAP header's
+transaction id is ours, its protocol id 0, its length that of the PDU that follows, the
+unit and function those we asked (or the function's exception, 0x80 + function), the byte
+count 2 x the registers asked, and nothing left over. pymodbus's client decoded a PDU out
+of whatever the length field promised and dropped the rest, so a frame with an MBAP length
+of 11 and a byte count of 6 was a good value. Here every mismatch is a DeviceFault with its
+own reason word (modbus.FRAME_FAULTS), and the connection is reset: after a wrong frame, or
+a reply that did not come whole in time, we no longer know where the next frame starts in
+the byte stream, and a late or trickled answer must not be read as the next unit's."""
 
 from __future__ import annotations
 
-from pymodbus.client import ModbusTcpClient
-from pymodbus.exceptions import ConnectionException, ModbusIOException
+import select
+import socket
+import struct
+import time
 
-from drivers.modbus import check_request, exception_detail, quiet_pymodbus
+from drivers.modbus import check_request, exception_detail
 from gateway.errors import BusError, DeviceFault
+
+_MBAP = struct.Struct(">HHHB")  # transaction id, protocol id, length, unit
+_REQUEST = struct.Struct(">HHHBBHH")
+MAX_MBAP_LENGTH = 254  # unit id + the largest PDU (253 bytes)
 
 
 class TcpLink:
@@ -18,33 +35,36 @@ class TcpLink:
         self.host = host
         self.port = int(port)
         self.connect_timeout = connect_timeout
-        self._client: ModbusTcpClient | None = None
-        self._unit = 0
-        self._junk = False  # bytes came that were not a frame for the unit asked
-        quiet_pymodbus()
+        self._sock: socket.socket | None = None
+        self._tid = 0
+        self.resets = 0  # connections dropped to resynchronise (a wrong or late frame)
 
     def __repr__(self) -> str:
         return f"TcpLink({self.name!r}, {self.host}:{self.port})"
 
+    @property
+    def _where(self) -> str:
+        return f"bus {self.name}: Modbus TCP {self.host}:{self.port}"
+
     def open(self) -> None:
         if self.is_open:
             return
-        client = ModbusTcpClient(self.host, port=self.port, timeout=self.connect_timeout,
-                                 retries=0, trace_packet=self._trace_packet)
-        if not client.connect():
-            client.close()
-            raise BusError(f"bus {self.name}: Modbus TCP {self.host}:{self.port} unreachable "
-                           f"(refused or no answer within {self.connect_timeout:g} s)")
-        self._client = client
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+        except OSError as e:
+            raise BusError(f"{self._where} unreachable (refused or no answer within "
+                           f"{self.connect_timeout:g} s: {e})") from e
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock = sock
 
     def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
 
     @property
     def is_open(self) -> bool:
-        return self._client is not None
+        return self._sock is not None
 
     def __enter__(self) -> TcpLink:
         self.open()
@@ -53,54 +73,122 @@ class TcpLink:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def _reset(self) -> None:
+        """A fresh connection, so the next transaction starts on a clean stream. If the
+        endpoint does not take it, the link stays closed and the next read says so."""
+        self.resets += 1
+        self.close()
+        try:
+            self.open()
+        except BusError:
+            pass
+
+    # -- transactions -----------------------------------------------------------------
     def read_registers(self, unit: int, function: int, address: int, count: int, *,
                        timeout: float, retries: int) -> list[int]:
         check_request(unit, function, address, count)
-        client = self._client
-        if client is None:
-            raise BusError(f"bus {self.name}: Modbus TCP {self.host}:{self.port} is not open")
-        client.comm_params.timeout_connect = timeout
-        client.transaction.retries = max(0, retries)
-        # pymodbus drops the connection after retries+3 unanswered requests in a row: one
-        # dead unit behind a gateway would cut off the live ones. Backing off a dead unit
-        # is the caller's job.
-        client.transaction.count_until_disconnect = client.transaction.max_until_disconnect
-        self._unit, self._junk = unit, False
-        read = client.read_holding_registers if function == 3 else client.read_input_registers
+        faults: list[DeviceFault] = []
+        for _ in range(1 + max(0, retries)):
+            if self._sock is None:
+                raise BusError(f"{self._where} is not open")
+            try:
+                return self._transact(unit, function, address, count, timeout)
+            except DeviceFault as fault:
+                if fault.reason == "exception":
+                    raise  # a whole, valid answer: the stream is in step, asking again changes nothing
+                self._reset()
+                faults.append(fault)
+            except OSError as e:  # reset by peer, broken pipe
+                self.close()
+                raise BusError(f"{self._where} lost: {e}") from e
+        last = faults[-1]
+        tries = ", ".join(f.reason for f in faults)
+        raise DeviceFault(last.reason, f"unit {unit}: {last.detail} (tries: {tries})")
+
+    def _transact(self, unit: int, function: int, address: int, count: int, timeout: float) -> list[int]:
+        sock = self._sock
+        assert sock is not None
+        if self._waiting():
+            # Bytes nobody asked for (the tail of a frame after a complete one): where the next
+            # frame starts is unknown, so start over rather than blame the unit we ask next.
+            self._reset()
+            sock = self._sock
+            if sock is None:
+                raise BusError(f"{self._where} is not open")
+        self._tid = self._tid % 0xFFFF + 1
+        tid = self._tid
+        sock.sendall(_REQUEST.pack(tid, 0, 6, unit, function, address, count))
+        deadline = time.monotonic() + timeout
+        head = self._recv_exact(_MBAP.size, deadline)
+        if not head:
+            raise DeviceFault("timeout", f"no reply within {timeout:g} s")
+        if len(head) < _MBAP.size:
+            raise DeviceFault("short", f"reply cut off after {len(head)} bytes: {head.hex(' ')}")
+        r_tid, protocol, length, r_unit = _MBAP.unpack(head)
+        if protocol != 0:
+            raise DeviceFault("protocol", f"MBAP protocol id {protocol}, not 0 (Modbus): {head.hex(' ')}")
+        if r_tid != tid:
+            raise DeviceFault("tid", f"transaction id {r_tid}, expected {tid}")
+        if not 2 <= length <= MAX_MBAP_LENGTH:
+            raise DeviceFault("mbap-length", f"MBAP length {length}, outside 2..{MAX_MBAP_LENGTH}")
+        pdu = self._recv_exact(length - 1, deadline)
+        if len(pdu) < length - 1:
+            raise DeviceFault("short", f"reply cut off: {len(pdu)} of the {length - 1} PDU bytes its "
+                                       f"MBAP length promised")
+        if r_unit != unit:
+            raise DeviceFault("unit-id", f"reply from unit {r_unit}")
+        if pdu[0] == function | 0x80:
+            if length != 3:
+                raise DeviceFault("mbap-length", f"MBAP length {length} for an exception reply (3)")
+            self._check_nothing_left()
+            raise DeviceFault("exception", exception_detail(pdu[1]))
+        if pdu[0] != function:
+            raise DeviceFault("function", f"function {pdu[0]} reply to a function {function} request")
+        byte_count = pdu[1] if len(pdu) > 1 else None
+        if byte_count != 2 * count:
+            raise DeviceFault("bytecount", f"byte count {byte_count}, expected {2 * count} "
+                                           f"for {count} registers")
+        if length != byte_count + 3:
+            raise DeviceFault("mbap-length", f"MBAP length {length}, but byte count {byte_count} "
+                                             f"makes the PDU {byte_count + 2} bytes (length {byte_count + 3})")
+        self._check_nothing_left()
+        return list(struct.unpack(f">{count}H", pdu[2:]))
+
+    def _recv_exact(self, n: int, deadline: float) -> bytes:
+        """Up to n bytes; fewer only when the deadline passes. A closed stream is a BusError."""
+        sock = self._sock
+        assert sock is not None
+        buf = bytearray()
+        while len(buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            sock.settimeout(left)
+            try:
+                chunk = sock.recv(n - len(buf))
+            except (TimeoutError, socket.timeout):
+                break
+            if not chunk:
+                self.close()
+                raise BusError(f"{self._where} closed the connection")
+            buf += chunk
+        return bytes(buf)
+
+    def _waiting(self) -> bool:
+        sock = self._sock
+        return sock is not None and bool(select.select([sock], [], [], 0)[0])
+
+    def _check_nothing_left(self) -> None:
+        """A frame is whole only if nothing of it is left over: bytes already here after the
+        length the header promised are a wrong frame, not the start of the next one."""
+        sock = self._sock
+        assert sock is not None
+        if not self._waiting():
+            return
         try:
-            reply = read(address, count=count, device_id=unit)
-        except ConnectionException as e:
-            self.close()
-            raise BusError(f"bus {self.name}: Modbus TCP {self.host}:{self.port} lost: {e.string}") from e
-        except ModbusIOException as e:
-            # fcode is set only on pymodbus's "no response" error; None: undecodable reply
-            if e.fcode is None or self._junk:
-                client.close()  # resynchronise the byte stream; reconnects on the next call
-                raise DeviceFault("garbage", f"unit {unit}: unparseable reply") from e
-            raise DeviceFault("timeout", f"unit {unit}: no reply within {timeout:g} s "
-                                         f"({1 + max(0, retries)} tries)") from e
-        except OSError as e:  # reset by peer while reading
-            self.close()
-            raise BusError(f"bus {self.name}: Modbus TCP {self.host}:{self.port} lost: {e}") from e
-        if reply.isError():
-            raise DeviceFault("exception", exception_detail(reply.exception_code))
-        if reply.function_code != function:
-            raise DeviceFault("garbage", f"unit {unit}: function {reply.function_code} reply "
-                                         f"to a function {function} request")
-        if len(reply.registers) != count:
-            raise DeviceFault("bytecount", f"unit {unit}: {len(reply.registers)} registers, "
-                                           f"expected {count}")
-        return list(reply.registers)
-
-    def _trace_packet(self, sending: bool, data: bytes) -> bytes:
-        # A late reply to an earlier request is a well-formed frame for our unit (pymodbus
-        # skips it by transaction id): that is not garbage. Anything else is.
-        if not sending and data and not self._plausible(data):
-            self._junk = True
-        return data
-
-    def _plausible(self, data: bytes) -> bool:
-        if len(data) < 7:
-            return True  # a header still arriving; judged when the rest comes
-        length = int.from_bytes(data[4:6], "big")
-        return data[2:4] == b"\0\0" and 2 <= length <= 254 and data[6] == self._unit
+            extra = sock.recv(256, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return
+        if extra:
+            raise DeviceFault("trailing", f"{len(extra)}+ bytes after the frame: {extra[:16].hex(' ')}")
+        # b"": the peer closed after a whole frame; the value stands, the next read finds out.

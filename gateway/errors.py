@@ -22,7 +22,8 @@ class BusError(GatewayError, OSError):
 
 class DeviceFault(GatewayError):
     """One transaction with one device failed. `reason` is a short machine word:
-    timeout, crc, exception, bytecount, garbage, range, decode, frame."""
+    the Modbus frame faults of drivers.modbus.FRAME_FAULTS (timeout, short, tid, protocol,
+    mbap-length, unit, function, bytecount, crc, trailing, exception), range, decode, frame."""
 
     def __init__(self, reason: str, detail: str = ""):
         self.reason = reason

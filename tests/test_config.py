@@ -361,7 +361,7 @@ CASES = [
     ('bus = "ultrasonic"', 'bus = "ultrasonic"\nunit = 3',
      "[sensors #4] unit: not allowed on a serial bus (a serial sensor has no Modbus unit id)"),
     ('unit = 5', 'unit = 1', "[sensors #3] unit: unit 1 on bus 'rs485' is already used by sensor 'garage-b2-water'"),
-    ('poll_s = 1.0', 'poll_s = 0', "[sensors #1] poll_s: must be greater than 0 (got 0)"),
+    ('poll_s = 1.0', 'poll_s = 0', "[sensors #1] poll_s: must be between 0.05 and 3600 (got 0)"),
     ('poll_s = 1.0', 'poll_s = "1s"', '[sensors #1] poll_s: must be a number (got "1s")'),
     ('profile = "smoke-rs485"', 'profile = "smoke"',
      "[sensors #3] profile: unknown profile 'smoke'; profiles are: a02yyuw-ultrasonic, hydrant-pressure-rs485, "
@@ -381,7 +381,7 @@ CASES = [
      "[outputs.garage-siren] pattern.amber: unknown level 'amber'; levels are: blue, yellow, orange, red"),
     ('pattern = { orange = "pulse", red = "steady" }\n', '',
      '[outputs.garage-siren] pattern: is required: which levels sound this output, e.g. { orange = "pulse", red = "steady" }'),
-    ('max_on_s = 600', 'max_on_s = 0', "[outputs.garage-siren] max_on_s: must be greater than 0 (got 0)"),
+    ('max_on_s = 600', 'max_on_s = 0', "[outputs.garage-siren] max_on_s: must be between 1 and 86400 (got 0)"),
     ('active_low = true', 'active_low = "yes"', '[outputs.garage-siren] active_low: must be true or false (got "yes")'),
     ('action = "silence"', 'action = "mute"', '[inputs.silence-button] action: must be one of silence, ack (got "mute")'),
     # rules
@@ -404,7 +404,7 @@ CASES = [
      "[rules #1] above.purple: unknown level 'purple'; levels are: blue, yellow, orange, red"),
     ('red = 40 }', 'red = "40" }', '[rules #1] above.red: must be a number (got "40")'),
     ('hysteresis = 2', 'hysteresis = -1', "[rules #1] hysteresis: must be 0 or more (got -1)"),
-    ('debounce_s = 3', 'debounce_s = -3', "[rules #1] debounce_s: must be 0 or more (got -3)"),
+    ('debounce_s = 3', 'debounce_s = -3', "[rules #1] debounce_s: must be between 0 and 3600 (got -3)"),
     ('amount = 0.05', 'amount = 0', "[rules #2] drop.amount: must be greater than 0 (got 0)"),
     ('within_s = 5, ', '', "[rules #2] drop.within_s: is required"),
     ('level = "orange" }', 'level = "amber" }', '[rules #2] drop.level: must be one of blue, yellow, orange, red (got "amber")'),
@@ -425,14 +425,14 @@ CASES = [
     ('port = 1883', 'port = 1883\nprotocol = "3.1"',
      '[uplink] protocol: must be one of 5, 3.1.1 (got "3.1"); did you mean \'3.1.1\'?'),
     ('port = 1883', 'port = 1883\npassword = "x"', "[uplink] password: needs username"),
-    ('replay_per_s = 200', 'replay_per_s = 0', "[uplink] replay_per_s: must be greater than 0 (got 0)"),
+    ('replay_per_s = 200', 'replay_per_s = 0', "[uplink] replay_per_s: must be between 1 and 100000 (got 0)"),
     ('# tls = {', 'tls = { ca = "ca.pem" }\n# tls = {', "[uplink] tls.ca: file not found: {site}/ca.pem"),
     ('# tls = {', 'tls = { cert = "keys/platform.pub" }\n# tls = {',
      "[uplink] tls.key: is required: a client certificate needs both cert and key"),
     ('platform_keys = ["keys/platform.pub"]', 'platform_keys = ["keys/platform.pub", "keys/old.pub"]',
      "[commands] platform_keys: file not found: {site}/keys/old.pub"),
     ('[commands]', '[outbox]\nmax_rows = 0\n[commands]', "[outbox] max_rows: must be greater than 0 (got 0)"),
-    ('[commands]', '[outbox]\ndeadband = -0.1\n[commands]', "[outbox] deadband: must be 0 or more (got -0.1)"),
+    ('[commands]', '[outbox]\ndeadband = -0.1\n[commands]', "[outbox] deadband: must be between 0 and 10 (got -0.1)"),
 ]
 
 

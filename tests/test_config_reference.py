@@ -63,3 +63,25 @@ def test_the_complete_example_in_the_reference_is_valid(tmp_path):
     path.write_text(example)
     cfg = load_config(str(path))
     assert cfg.rules[0].rise.within_s == 600 and len(cfg.sensors) == 4
+
+
+def test_every_range_of_the_schema_is_written_in_the_reference():
+    """A range changed in schema.RANGES and not in config/README.md fails here."""
+    from gateway.config.schema import RANGES
+    from gateway.config.tables import span
+
+    rows: dict[tuple[str, str], str] = {}
+    current = None
+    for line in README.read_text().splitlines():
+        m = _MARKER.match(line)
+        if m:
+            current = ("" if m.group(2) == "top" else m.group(2)) if m.group(1) == "keys" else None
+            continue
+        row = _ROW.match(line)
+        if current is not None and row:
+            rows[current, row.group(1)] = line
+    for section, keys in RANGES.items():
+        assert section in KEYS
+        for key, (lo, hi) in keys.items():
+            assert key in KEYS[section], (section, key)
+            assert span(lo, hi) in rows[section, key], f"config/README.md [{section}] {key}: write {span(lo, hi)}"

@@ -116,9 +116,9 @@ def test_waits_t35_between_frames_and_flushes_stale_input(link, peer):
 
 
 @pytest.mark.parametrize("reply, reason", [
-    (bytes.fromhex("1A 03 04 00 01"), "bytecount"),  # announced 4 bytes, sent 2 then silence
-    (bytes.fromhex("1A 06 02 00 01 00 00"), "garbage"),  # wrong function
-    (bytes.fromhex("07 03 02 00 01 00 00"), "garbage"),  # another unit answered
+    (bytes.fromhex("1A 03 04 00 01"), "short"),  # announced 4 bytes, sent 2 then silence
+    (bytes.fromhex("1A 06 02 00 01 00 00"), "function"),  # wrong function
+    (bytes.fromhex("07 03 02 00 01 00 00"), "unit-id"),  # another unit answered
     (bytes.fromhex("1A 03 02 00 01 1D 87"), "crc"),
     (bytes.fromhex("1A 03 04 00 01 00 02 00 00"), "crc"),
 ])
@@ -158,7 +158,7 @@ def test_absent_unit_times_out_and_is_asked_once_per_try(link, sim):
 @pytest.mark.parametrize("behaviour, arg, reason, tries", [
     ("dead", None, "timeout", 2),
     ("slow", 1.0, "timeout", 2),
-    ("garbage", None, "garbage", 2),
+    ("garbage", None, "unit-id", 2),  # the sim never starts its junk with the unit id
     ("bad_crc", None, "crc", 2),
     ("exception", 2, "exception", 1),  # a deliberate answer: not retried
     ("short", None, "bytecount", 2),

@@ -11,6 +11,7 @@ from pathlib import Path
 from gateway.config.model import DEFAULT_CONFIG_PATH, Config
 from gateway.errors import ConfigError
 
+from .coherence import problems_of
 from .field import build_buses, build_gateway, build_sensors
 from .outputs import build_gpio, build_inputs, build_outputs
 from .problems import Problem
@@ -22,7 +23,7 @@ from .summary import summary
 from .tables import Table
 from .uplink import build_commands, build_outbox, build_uplink
 
-__all__ = ["ConfigError", "Problem", "load_config", "resolve_config_path", "summary",
+__all__ = ["ConfigError", "Problem", "load_config", "problems_of", "resolve_config_path", "summary",
            "KEYS", "SHIPPED_PROFILES", "ENV_VAR"]
 
 ENV_VAR = "GATEWAY_CONFIG"
@@ -64,7 +65,12 @@ def load_config(path: str) -> Config:
         # the config file first, then each profile, each in line order
         problems.sort(key=lambda p: (p.file != src.report.file, p.file, p.line))
         raise ConfigError(problems)
-    return Config(path=os.path.normpath(file.absolute()), gateway=gateway, buses=dict(buses), sensors=sensors,
-                  gpio=gpio, outputs=outputs, inputs=inputs, rules=rules, uplink=uplink,
-                  outbox=outbox, commands=commands,
-                  text_hash=hashlib.sha256(src.raw).hexdigest())
+    config = Config(path=os.path.normpath(file.absolute()), gateway=gateway, buses=dict(buses), sensors=sensors,
+                    gpio=gpio, outputs=outputs, inputs=inputs, rules=rules, uplink=uplink,
+                    outbox=outbox, commands=commands,
+                    text_hash=hashlib.sha256(src.raw).hexdigest())
+    # valid key by key; now whether the whole can still raise, clear and sound every alarm
+    incoherent = problems_of(config, src.report.lines, src.data, src.report.file)
+    if incoherent:
+        raise ConfigError(incoherent)
+    return config

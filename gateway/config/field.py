@@ -10,7 +10,7 @@ from gateway.config.model import DEFAULT_DATA_DIR, Bus, GatewaySection, Sensor
 from .paths import resolve
 from .problems import suggest
 from .profiles import ProfileLibrary
-from .schema import BAUDRATES, BUS_TYPES, BYTESIZES, KEYS, MODBUS_BUSES, PARITIES, STOPBITS
+from .schema import BAUDRATES, BUS_TYPES, BYTESIZES, KEYS, MODBUS_BUSES, PARITIES, RANGES, STOPBITS
 from .tables import Table, is_int, named_tables, array_tables, table_at
 
 # The id goes into MQTT topics and event ids ("<id>/<seq>"): no '/', '+', '#' or spaces.
@@ -72,7 +72,7 @@ def build_buses(top: Table) -> dict[str, Bus | None]:
         bus = Bus(name=name, type=typ, port=port, host=host, **serial,
                   timeout_s=float(t.number("timeout_s", 0.3, gt=0, le=10)),
                   retries=t.integer("retries", 1, ge=0, le=5),
-                  backoff_max_s=float(t.number("backoff_max_s", 30.0, gt=0)))
+                  backoff_max_s=float(t.number("backoff_max_s", 30.0, within=RANGES["buses.NAME"]["backoff_max_s"])))
         valid = typ is not None and port is not None and (typ != "tcp" or host is not None)
         buses[name] = bus if valid and len(t.report.problems) == count else None
     return buses
@@ -124,10 +124,10 @@ def build_sensors(top: Table, buses: dict[str, Bus | None], library: ProfileLibr
                 t.problem("profile", f"profile '{profile.name}' is kind {profile.kind}, but bus '{bus.name}' "
                                      f"(type {bus.type}) needs a {want} profile")
         sensor = Sensor(name=name, bus=bus_name, profile=profile, unit=unit,
-                        poll_s=float(t.number("poll_s", 1.0, gt=0)),
+                        poll_s=float(t.number("poll_s", 1.0, within=RANGES["sensors"]["poll_s"])),
                         timeout_s=_float(t.number("timeout_s", None, gt=0, le=10)),
                         retries=t.integer("retries", None, ge=0, le=5),
-                        stale_after_s=_float(t.number("stale_after_s", None, gt=0)))
+                        stale_after_s=_float(t.number("stale_after_s", None, within=RANGES["sensors"]["stale_after_s"])))
         if name and len(t.report.problems) == count and bus and profile:
             sensors[name] = sensor
     return sensors, set(named)
@@ -141,7 +141,7 @@ def _unit(t: Table, bus: Bus | None) -> int | None:
     if bus is not None and "unit" not in t:
         t.problem("unit", f"is required on a {bus.type} bus: the Modbus unit id, 1..247")
         return None
-    value = t.integer("unit", None, ge=1, le=247)
+    value = t.integer("unit", None, within=RANGES["sensors"]["unit"])
     return value if is_int(value) else None
 
 

@@ -10,7 +10,7 @@ from gateway.config.model import LEVELS, PATTERNS, Gpio, Input, Output, Pattern
 
 from .paths import resolve
 from .problems import suggest
-from .schema import BCM_PINS, GPIO_BACKENDS, INPUT_ACTIONS, KEYS
+from .schema import BCM_PINS, GPIO_BACKENDS, INPUT_ACTIONS, KEYS, RANGES
 from .tables import Table, is_int, named_tables, shown, table_at
 
 _LEVEL_LIST = ", ".join(LEVELS)
@@ -37,7 +37,7 @@ def build_outputs(top: Table, pins: dict[int, str]) -> dict[str, Output]:
         pin = _pin(t, f"outputs.{name}", pins)
         pattern = _patterns(t)
         output = Output(name=name, pin=pin, active_low=t.flag("active_low", True), pattern=pattern,
-                        max_on_s=float(t.number("max_on_s", 600.0, gt=0)))
+                        max_on_s=float(t.number("max_on_s", 600.0, within=RANGES["outputs.NAME"]["max_on_s"])))
         if len(t.report.problems) == count:
             outputs[name] = output
     return outputs
@@ -95,8 +95,9 @@ def _patterns(t: Table) -> dict[str, Pattern]:
         elif isinstance(value, dict):
             timing = sub.sub(level)
             timing.check_keys(KEYS["outputs.NAME.pattern.LEVEL"])
-            on_s = timing.number("on_s", required=True, gt=0)
-            off_s = timing.number("off_s", required=True, gt=0)
+            timings = RANGES["outputs.NAME.pattern.LEVEL"]
+            on_s = timing.number("on_s", required=True, within=timings["on_s"])
+            off_s = timing.number("off_s", required=True, within=timings["off_s"])
             if on_s is not None and off_s is not None:
                 patterns[level] = Pattern(f"{on_s:g}s-on-{off_s:g}s-off", float(on_s), float(off_s))
         else:

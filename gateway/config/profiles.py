@@ -15,7 +15,7 @@ from .problems import Problem, suggest
 from .schema import (A02YYUW_FIELDS, FRAMES, FUNCTIONS, KEYS, MAX_READ_REGISTERS, POINT_TYPES,
                      PROFILE_KINDS, WORD_ORDERS)
 from .source import read_toml
-from .tables import Table, array_tables, is_int, is_number, shown
+from .tables import Table, array_tables, is_int, is_number, shown, unfit
 
 SHIPPED_PROFILES = SHIPPED
 
@@ -199,6 +199,10 @@ def _range(t: Table) -> tuple[float, float] | None:
         t.problem("range", f"must be [low, high], two numbers (got {shown(value)})")
         return None
     low, high = value
+    odd = unfit(low) or unfit(high)
+    if odd:
+        t.problem("range", odd)
+        return None
     if not low < high:
         t.problem("range", f"low must be below high (got [{low}, {high}])")
         return None

@@ -7,8 +7,8 @@ from __future__ import annotations
 from gateway.config.model import LEVELS, RateSpec, Rule, Sensor
 
 from .problems import suggest
-from .schema import KEYS
-from .tables import Table, array_tables, is_int, shown
+from .schema import KEYS, RANGES
+from .tables import Table, array_tables, is_int, shown, unfit
 
 _CONDITIONS = ("above", "below", "equals", "rise", "drop")
 _LEVEL_LIST = ", ".join(LEVELS)
@@ -48,7 +48,7 @@ def build_rules(top: Table, sensors: dict[str, Sensor], sensor_names: set[str],
                     below=_thresholds(t, "below", rising=False),
                     equals=_codes(t),
                     hysteresis=float(t.number("hysteresis", 0.0, ge=0)),
-                    debounce_s=float(t.number("debounce_s", 0.0, ge=0)),
+                    debounce_s=float(t.number("debounce_s", 0.0, within=RANGES["rules"]["debounce_s"])),
                     rise=_rate(t, "rise"), drop=_rate(t, "drop"),
                     latch=t.flag("latch", False), sound=sound)
         if len(t.report.problems) == count:
@@ -108,6 +108,10 @@ def _codes(t: Table) -> dict[str, tuple[int, ...]]:
         if not values or not all(is_int(v) for v in values):
             sub.problem(level, f"must be a whole number or a list of whole numbers (got {shown(value)})")
             continue
+        odd = next((unfit(v) for v in values if unfit(v)), None)
+        if odd:
+            sub.problem(level, odd)
+            continue
         for code in values:
             if code in owner:
                 sub.problem(level, f"code {code} is already listed for {owner[code]}")
@@ -123,7 +127,7 @@ def _rate(t: Table, key: str) -> RateSpec | None:
         return None
     sub.check_keys(KEYS[f"rules.{key}"])
     amount = sub.number("amount", required=True, gt=0)
-    within = sub.number("within_s", required=True, gt=0)
+    within = sub.number("within_s", required=True, within=RANGES[f"rules.{key}"]["within_s"])
     level = sub.text("level", required=True, choices=LEVELS)
     if amount is None or within is None or level is None:
         return None

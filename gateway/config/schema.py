@@ -36,6 +36,24 @@ KEYS: dict[str, tuple[str, ...]] = {
                        "bits", "states", "field"),
 }
 
+# The range of every bounded number, (lowest, highest) both allowed, per section and key; the
+# builders take them from here (Table.number(..., within=...)) and tests/test_config_reference.py
+# checks that config/README.md writes each one as `lo..hi`. Every number is also finite and at
+# most 1e15 in size (tables.unfit); rule thresholds are checked against the point's plausible
+# range and hysteresis against the gaps between levels (coherence.py).
+RANGES: dict[str, dict[str, tuple[float, float]]] = {
+    "buses.NAME": {"backoff_max_s": (1, 3600)},
+    "sensors": {"unit": (1, 247), "poll_s": (0.05, 3600), "stale_after_s": (0.1, 86400)},
+    "rules": {"debounce_s": (0, 3600)},
+    "rules.rise": {"within_s": (1, 86400)},
+    "rules.drop": {"within_s": (1, 86400)},
+    "outputs.NAME": {"max_on_s": (1, 86400)},
+    "outputs.NAME.pattern.LEVEL": {"on_s": (0.05, 60), "off_s": (0.05, 60)},
+    "uplink": {"replay_per_s": (1, 100000)},
+    "outbox": {"max_mb": (0.1, 1_000_000), "telemetry_period_s": (0.1, 86400), "deadband": (0, 10),
+               "status_period_s": (0.5, 86400)},
+}
+
 # Allowed values, shared by the validator and the summary.
 BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400)
 PARITIES = ("N", "E", "O")

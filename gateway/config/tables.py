@@ -4,7 +4,13 @@ mistake in the file."""
 
 from __future__ import annotations
 
+import math
+
 from .problems import Report, did_you_mean, suggest
+
+# No key means anything near this size, and a float loses whole numbers above 2**53: a bigger
+# number is a typo or an attack (a 400-digit integer would overflow float() in the builder).
+MAGNITUDE = 1e15
 
 
 def shown(value) -> str:
@@ -39,6 +45,26 @@ def is_int(v) -> bool:
 
 def is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def span(lo, hi) -> str:
+    """A range as config/README.md writes it: `0.05..3600`."""
+    def one(v):
+        return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+    return f"{one(lo)}..{one(hi)}"
+
+
+def unfit(value) -> str | None:
+    """Why a TOML number can mean nothing as a setting (inf, nan, absurd size), else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number (got {value})"
+    if abs(value) > MAGNITUDE:
+        if is_int(value):
+            digits = len(str(abs(value)))
+            return f"is far too large (got a number of {digits} digits; at most {MAGNITUDE:g})"
+        return f"is far too large (got {value:g}; at most {MAGNITUDE:g})"
+    return None
 
 
 class Table:
@@ -106,7 +132,7 @@ class Table:
         return value
 
     def integer(self, key: str, default=None, required: bool = False, ge=None, le=None,
-                gt=None, choices=None):
+                gt=None, choices=None, within=None):
         if key not in self.data:
             if required:
                 self.problem(key, "is required")
@@ -115,9 +141,14 @@ class Table:
         if not is_int(value):
             self.problem(key, f"must be a whole number (got {shown(value)})")
             return default
+        if within is not None:
+            ge, le = within
         return self._check_range(key, value, default, gt, ge, le, choices)
 
-    def number(self, key: str, default=None, required: bool = False, gt=None, ge=None, le=None):
+    def number(self, key: str, default=None, required: bool = False, gt=None, ge=None, le=None,
+               within=None):
+        """A TOML integer or float, finite and of sensible size; `within` = (lo, hi) is
+        shorthand for ge=lo, le=hi (the ranges of schema.RANGES)."""
         if key not in self.data:
             if required:
                 self.problem(key, "is required")
@@ -126,9 +157,16 @@ class Table:
         if not is_number(value):
             self.problem(key, f"must be a number (got {shown(value)})")
             return default
+        if within is not None:
+            ge, le = within
         return self._check_range(key, value, default, gt, ge, le, None)
 
     def _check_range(self, key, value, default, gt, ge, le, choices):
+        why = unfit(value)
+        if why is not None:
+            bounds = _bounds(gt, ge, le)
+            self.problem(key, why + (f"; it must be {bounds}" if bounds else ""))
+            return default
         if choices is not None:
             if value not in choices:
                 self.problem(key, f"must be one of {', '.join(str(c) for c in choices)} (got {value})")

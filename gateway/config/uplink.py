@@ -9,7 +9,7 @@ from pathlib import Path
 from gateway.config.model import Commands, Outbox, Tls, Uplink
 
 from .paths import resolve
-from .schema import KEYS, MQTT_PROTOCOLS
+from .schema import KEYS, MQTT_PROTOCOLS, RANGES
 from .tables import Table, is_number, table_at
 
 
@@ -39,7 +39,7 @@ def build_uplink(top: Table, base: Path) -> Uplink | None:
                   client_id=t.text("client_id"), protocol=protocol,
                   keepalive_s=t.integer("keepalive_s", 30, ge=5, le=65535),
                   username=username, password=password, tls=_tls(t, base),
-                  replay_per_s=float(t.number("replay_per_s", 200.0, gt=0)),
+                  replay_per_s=float(t.number("replay_per_s", 200.0, within=RANGES["uplink"]["replay_per_s"])),
                   inflight_max=t.integer("inflight_max", 20, ge=1, le=65535))
 
 
@@ -72,11 +72,12 @@ def build_outbox(top: Table) -> Outbox:
     if t is None:
         return Outbox()
     t.check_keys(KEYS["outbox"])
+    r = RANGES["outbox"]
     return Outbox(max_rows=t.integer("max_rows", 1_000_000, gt=0),
-                  max_mb=float(t.number("max_mb", 512.0, gt=0)),
-                  telemetry_period_s=float(t.number("telemetry_period_s", 60.0, gt=0)),
-                  deadband=float(t.number("deadband", 0.05, ge=0)),
-                  status_period_s=float(t.number("status_period_s", 60.0, gt=0)))
+                  max_mb=float(t.number("max_mb", 512.0, within=r["max_mb"])),
+                  telemetry_period_s=float(t.number("telemetry_period_s", 60.0, within=r["telemetry_period_s"])),
+                  deadband=float(t.number("deadband", 0.05, within=r["deadband"])),
+                  status_period_s=float(t.number("status_period_s", 60.0, within=r["status_period_s"])))
 
 
 def build_commands(top: Table, base: Path) -> Commands | None:

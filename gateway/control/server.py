@@ -267,12 +267,18 @@ class ControlServer:
                     return
                 if not line.strip():
                     continue
+                if reserved:
+                    # a reserved slot serves one request: it is free again before the answer leaves, so
+                    # the technician's next silence/ack (sent as soon as this one is answered) gets it
+                    self._slots.give_back(kind, peer)
+                    kind = None
                 if not self._dispatch(conn, line, who, p.RESERVED_COMMANDS if reserved else None) or reserved:
-                    return  # a reserved slot serves one request: it is there for the next technician
+                    return
         finally:
             with self._clients_lock:
                 self._clients.pop(threading.current_thread(), None)
-            self._slots.give_back(kind, peer)
+            if kind is not None:
+                self._slots.give_back(kind, peer)
             conn.close()
 
     def _read_line(self, conn: socket.socket, buf: bytearray, timeout: float) -> bytes | None:

@@ -107,7 +107,7 @@ def test_gateway_run_records_the_loss_as_a_fault_event(tmp_path):
     handler = _command_handler(CurrentDaemon(d))  # before start, as run_daemon does: the event waits
     d.start()
     try:
-        wait_for(lambda: any(e["type"] == "fault" and e.get("component") == "commands" for e in d.events),
+        wait_for(lambda: any(e["type"] == "fault" and e.get("component") == "commands" for e in d.events.snapshot()[0]),
                  what="the fault event")
         assert d.recorder.flush(5)
         rows = d.outbox.db.execute("SELECT body FROM events WHERE type = 'fault'").fetchall()

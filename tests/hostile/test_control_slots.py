@@ -131,7 +131,8 @@ def test_silence_gets_the_reserved_slot_when_every_ordinary_one_is_taken(sock_di
             call(srv.path, "status", timeout=2.0)
         assert e.value.code == "busy" and "silence and ack" in str(e.value)
         assert call(srv.path, "silence", timeout=2.0) == {"silenced": []}
-        assert call(srv.path, "ack", {"alarm": "all"}, timeout=2.0) == {"silenced": []}, "the slot came back"
+        for _ in range(20):  # back to back, as a technician's script would: the slot is free on every answer
+            assert call(srv.path, "ack", {"alarm": "all"}, timeout=2.0) == {"silenced": []}, "the slot came back"
     finally:
         attacker.kill()
         attacker.wait()
