@@ -227,6 +227,18 @@ class AlarmBook:
                             bool(d.get("acknowledged")), d.get("silenced_by"), d.get("acknowledged_by"))
         return skipped
 
+    def adopt(self, old: "AlarmBook") -> list[str]:
+        """A reload: take over `old`'s alarms and counters (as a restart's restore would). A rule
+        that did not change keeps everything, its debounce window and point health too, so a
+        reload neither re-raises nor clears anything by itself."""
+        skipped = self.restore(old.snapshot())
+        for key, p in self._points.items():
+            was = old._points.get(key)
+            if was is not None and was.rule == p.rule:
+                self._points[key] = was
+                self._by_name[p.rule.name] = was
+        return skipped
+
     # -- transitions -----------------------------------------------------------------------
     @staticmethod
     def _event(a: Alarm, kind: str, previous: str | None, now: float, ts: float, level: str | None = "",

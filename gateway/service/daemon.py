@@ -58,21 +58,28 @@ class Daemon:
         self._supervisor: threading.Thread | None = None
 
     # -- wiring ---------------------------------------------------------------------------
-    def start(self) -> "Daemon":
+    def start(self, handover: "Daemon | None" = None) -> "Daemon":
+        """Start every part. With `handover` (a reload), the running daemon's safety loop and
+        relays are taken over, reconfigured in place and never stopped (make before break); its
+        other parts are stopped here, each just before its successor starts. If this fails
+        after the take-over, the safety loop is left running for the next attempt to adopt."""
         from drivers.gpio import open_gpio
         from gateway.act.loop import SafetyLoop
         from gateway.act.safety import SafetyCore
         from gateway.service.notify import Watchdog
 
         try:
-            return self._start(open_gpio, SafetyLoop, SafetyCore, Watchdog)
+            if handover is None:
+                self._start_safety(open_gpio, SafetyLoop, SafetyCore)
+            else:
+                self._take_over(handover)
+            return self._start(Watchdog)
         except BaseException:
-            self.stop()
+            self.stop(reloading=self.safety is not None and handover is not None)
             raise
 
-    def _start(self, open_gpio, SafetyLoop, SafetyCore, Watchdog) -> "Daemon":  # noqa: N803
+    def _start_safety(self, open_gpio, SafetyLoop, SafetyCore) -> None:  # noqa: N803
         cfg = self.cfg
-        self.watchdog = Watchdog()
         if self._gpio is None:
             self._gpio = open_gpio(cfg.gpio)
         # Sirens first: what was sounding before a crash sounds again before anything touches the
@@ -89,10 +96,40 @@ class Daemon:
                 raise GatewayError("the safety loop did not restore the saved alarms within 10 s") from None
             log.warning("restored active alarms from %s: %s", self.state_file.path,
                         ", ".join(a["id"] for a in self.safety.status().get("alarms", [])) or "none active")
-        self._open_outbox()
-        self._quality = QualityWatch({(r.sensor, r.point) for r in cfg.rules})
-        self.acquisition = Acquisition(cfg, self._on_reading)
-        self.acquisition.start()
+
+    def _take_over(self, old: "Daemon") -> None:
+        """The reload's make before break: the old daemon lets go of its ports (acquisition,
+        control socket), the safety loop switches to the new rules and outputs without letting
+        a relay drop, readings flow again, and only then do the old recorder and uplink stop
+        (a slow SD commit there no longer silences anything)."""
+        if old.safety is None:
+            raise GatewayError("nothing to take over: the running daemon has no safety loop")
+        if old.cfg.gpio != self.cfg.gpio:
+            raise GatewayError("[gpio] changed: restart the gateway to switch GPIO backends")
+        old.stop_inputs(reloading=True)
+        self._gpio = old._gpio
+        try:
+            old.safety.reconfigure(self.cfg, on_transition=self._on_transition,
+                                   on_state=self.state_file.save).result(10)
+        except BaseException as e:
+            old.stop(reloading=True)  # whoever adopts the loop next opens the outbox again
+            if isinstance(e, TimeoutError):
+                raise GatewayError("the safety loop did not take the new configuration within 10 s") from None
+            raise
+        finally:
+            # The loop is ours now, whatever happened: a failed start leaves it for the next taker.
+            self.safety, old.safety, old._gpio = old.safety, None, None
+        # Transitions from now on reach this daemon (kept in _early until its outbox opens).
+        self._start_acquisition()
+        old.stop(reloading=True)
+
+    def _start(self, Watchdog) -> "Daemon":  # noqa: N803
+        cfg = self.cfg
+        self.watchdog = Watchdog()
+        if self.acquisition is None:
+            self._start_acquisition(outbox_first=True)
+        else:
+            self._open_outbox()
         self._start_uplink()
         self._start_control()
         allow = dict(self.acquisition.allowances(), safety=SAFETY_ALLOWANCE_S)
@@ -106,6 +143,13 @@ class Daemon:
         log.info("gateway %s %s running: %d sensors, %d rules, %d outputs", cfg.gateway.id, __version__,
                  len(cfg.sensors), len(cfg.rules), len(cfg.outputs))
         return self
+
+    def _start_acquisition(self, outbox_first: bool = False) -> None:
+        if outbox_first:
+            self._open_outbox()
+        self._quality = QualityWatch({(r.sensor, r.point) for r in self.cfg.rules})
+        self.acquisition = Acquisition(self.cfg, self._on_reading)
+        self.acquisition.start()
 
     def _open_outbox(self) -> None:
         from gateway.record import Outbox, Recorder, TelemetryAggregator
@@ -184,7 +228,10 @@ class Daemon:
     def _supervise(self) -> None:
         while not self._stop.wait(SUPERVISE_S):
             now = time.monotonic()
-            beats = dict(self.acquisition.heartbeats(), safety=self.safety.heartbeat)
+            acquisition, safety = self.acquisition, self.safety
+            if acquisition is None or safety is None:
+                return  # handed over or stopping
+            beats = dict(acquisition.heartbeats(), safety=safety.heartbeat)
             for name, last in beats.items():
                 if now - last < self._allow[name]:
                     self._hearts[name].beat()
@@ -226,23 +273,40 @@ class Daemon:
             return (list(self.events)[len(self.events) - new:] if new > 0 else []), self.events_total
 
     # -- shutdown -----------------------------------------------------------------------
-    def stop(self, reloading: bool = False) -> None:
-        """Everything stopped, in flow order. Safe after a start() that failed halfway."""
+    def stop_inputs(self, reloading: bool = False) -> None:
+        """A reload's first step: give up the control socket and the bus ports (their next owner
+        is the new daemon); the safety loop keeps sounding what it sounds."""
         from gateway.service.notify import sd_notify
 
-        self._stop.set()
-        if reloading:
+        if reloading and not self._stop.is_set():
             sd_notify("RELOADING=1")  # STOPPING=1 would start systemd's stop timer and kill us
-        elif self.watchdog:
+        self._stop.set()
+        control, self.control = self.control, None
+        if control:
+            control.stop()
+        acquisition, self.acquisition = self.acquisition, None
+        if acquisition:
+            acquisition.stop()
+
+    def stop(self, reloading: bool = False) -> None:
+        """Everything stopped, in flow order. Safe after a start() that failed halfway, and twice.
+        `reloading`: the safety loop and the GPIO stay up for the next daemon to take over."""
+        if not reloading and not self._stop.is_set() and self.watchdog:
             self.watchdog.stopping()
-        if self.control:
-            self.control.stop()
-        if self.acquisition:
-            self.acquisition.stop()
+        self.stop_inputs(reloading)
         # A clean stop must not forget what was sounding: the state file is left as it is so the
         # next start sounds it again (a stop is not an acknowledgement).
-        if self.safety:
+        if self.safety and not reloading:
             self.safety.stop()
+            self.safety = None
+        self._stop_records()
+        if self._gpio is not None and self.safety is None:
+            cleanup = getattr(self._gpio, "cleanup", None)
+            if cleanup:
+                cleanup()
+        log.info("gateway stopped" if self.safety is None else "gateway parts stopped; the safety loop runs on")
+
+    def _stop_records(self) -> None:
         if self.uplink:
             self.uplink.stop()
         if self.recorder:
@@ -251,10 +315,7 @@ class Daemon:
             self.outbox.close()
         if self.watchdog:
             self.watchdog.stop()
-        cleanup = getattr(self._gpio, "cleanup", None)
-        if cleanup:
-            cleanup()
-        log.info("gateway stopped")
+        self.uplink = self.recorder = self.outbox = self.watchdog = None
 
 
 def _iso(ts: float) -> str:

@@ -19,8 +19,10 @@ log = logging.getLogger("gateway.service.daemon")
 
 
 def _reload(d: Daemon, new: Config, make, current: CurrentDaemon, handler, stopping: list):
-    """Swap the running Daemon for one on `new`. If the new one cannot start, the old config runs
-    again (and a config push's watch, which outlives this, rolls the file back)."""
+    """Swap the running Daemon for one on `new`, make before break: the new daemon takes over the
+    running safety loop and its relays (Daemon.start(handover=...)), so an active alarm keeps
+    sounding through the reload. If the new one cannot start, a daemon on the old config takes
+    the loop over again (and a config push's watch, which outlives this, rolls the file back)."""
     keys = None
     if new.commands and handler is not None:
         from gateway.commands.keys import load_public_keys
@@ -30,29 +32,35 @@ def _reload(d: Daemon, new: Config, make, current: CurrentDaemon, handler, stopp
         except GatewayError as e:
             log.error("not reloading %s: %s", new.path, e)
             return d, handler
+    if stopping:  # SIGTERM came meanwhile: do not start what is about to be stopped
+        return d, handler
     log.warning("reloading configuration %s", new.path)
     _let_replies_go(d)
     old_cfg = d.cfg
-    # Active alarms are in the state file: the new daemon sounds them again at once
-    # (the relays drop for the moment between the two, well under a second).
-    d.stop(reloading=True)
-    if stopping:  # SIGTERM came meanwhile: do not start what is about to be stopped
-        return d, handler
+    n = None
     try:
-        d = make(new)
-        current.d = d
+        n = make(new)
+        current.d = n
         if new.commands and handler is None:
             handler = _command_handler(current)
         elif handler is not None:
             handler.keys = keys or []
-        d.start()
-        return d, handler
+        n.start(handover=d)
+        return n, handler
     except Exception:  # noqa: BLE001 - whatever broke, the sirens must come back on the old config
         log.exception("configuration %s could not be applied; going back to %s", new.path, old_cfg.path)
-    d = make(old_cfg)
-    current.d = d
-    d.start()  # if even the old config cannot start, the process exits and systemd restarts it
-    return d, handler
+    owner = n if n is not None and n.safety is not None else d  # who holds the safety loop now
+    back = make(old_cfg)
+    current.d = back
+    try:
+        back.start(handover=owner)
+    except BaseException:
+        # Even the old config cannot start: everything off, the process exits, systemd restarts it
+        # (and the restart sounds the saved alarms again).
+        for x in (back, owner):
+            x.stop()
+        raise
+    return back, handler
 
 
 def _let_replies_go(d: Daemon, timeout: float = 2.0) -> None:
