@@ -6,6 +6,28 @@ from __future__ import annotations
 from gateway.reading import FAULT, GOOD, Reading
 
 
+def stale_limits(cfg) -> dict[tuple[str, str], float]:
+    """(sensor, point) -> seconds without a reading after which the point is stale: the sensor's
+    `stale_after_s` if set, else `stale_after` polls plus the longest its bus's other devices can
+    hold the bus meanwhile (every one of their polls timing out), so that a dead neighbour makes
+    its own faults and not a stale storm on the healthy sensors."""
+    from gateway.acquire.device import Device
+
+    out: dict[tuple[str, str], float] = {}
+    for bus in cfg.buses.values():
+        devices = [Device(s, bus) for s in cfg.sensors.values() if s.bus == bus.name]
+        worst = {d.name: d.worst_poll_s() for d in devices}
+        for d in devices:
+            s = d.sensor
+            if s.stale_after_s is not None:
+                limit = s.stale_after_s
+            else:
+                limit = s.stale_after * s.poll_s + sum(w for n, w in worst.items() if n != d.name)
+            for p in s.profile.points:
+                out[(s.name, p.name)] = limit
+    return out
+
+
 class QualityWatch:
     """Tells a point's change between good and fault, once per change."""
 

@@ -41,7 +41,7 @@ class SafetyLoop:
         self.on_transition, self.on_state = on_transition, on_state
         self._transitions = QueueSink(f"{name}-transitions", lambda t: self.on_transition(t)) if on_transition else None
         self._state = LatestSink(f"{name}-state", lambda s: self.on_state(s)) if on_state else None
-        self._status = {"alarms": [], "outputs": core.sirens.status()}
+        self._status = {"alarms": [], "outputs": core.sirens.status(), "points": {}}
         self.heartbeat = clock()  # monotonic time of the last iteration, for the watchdog
         self.errors = 0
         self._stopped = False
@@ -79,9 +79,10 @@ class SafetyLoop:
         relays keep sounding throughout. The rules are built and checked here, in the caller's
         thread (a ConfigError changes nothing); the hand-over happens on the loop's thread. From
         the hand-over on, transitions and state snapshots go to the new consumers."""
+        from gateway.acquire.quality import stale_limits
         from gateway.decide.alarm_book import AlarmBook
 
-        book = AlarmBook(cfg.rules)
+        book = AlarmBook(cfg.rules, stale_limits(cfg))
         SafetyCore.check(book, list(cfg.outputs))
 
         def apply() -> Step:

@@ -50,9 +50,11 @@ class SafetyCore:
     @classmethod
     def from_config(cls, cfg, gpio) -> "SafetyCore":
         """From a validated gateway.config.model.Config and an open GpioBackend."""
+        from gateway.acquire.quality import stale_limits
+
         sirens = Sirens(cfg.outputs, gpio)
         buttons = [SilenceButton(i, gpio) for i in cfg.inputs.values()]
-        return cls(AlarmBook(cfg.rules), sirens, buttons)
+        return cls(AlarmBook(cfg.rules, stale_limits(cfg)), sirens, buttons)
 
     def reconfigure(self, book: AlarmBook, outputs: dict, inputs: dict, now: float | None = None) -> Step:
         """A reload, in place: `book` (new, built and checked by the caller) takes over the
@@ -136,4 +138,5 @@ class SafetyCore:
             step.add(self.sirens.update(self.book.active(), now))
 
     def status(self) -> dict:
-        return {"alarms": [a.as_dict() for a in self.book.active()], "outputs": self.sirens.status()}
+        return {"alarms": [a.as_dict() for a in self.book.active()], "outputs": self.sirens.status(),
+                "points": self.book.points()}

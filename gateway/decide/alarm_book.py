@@ -16,7 +16,7 @@ from gateway.decide.condition import PointCondition
 from gateway.decide.transition import (ACKNOWLEDGED, CLEARED, DEESCALATED, ESCALATED, FAULT, RAISED,
                                        RECOVERED, SILENCED, Transition, level_at, rank)
 from gateway.errors import ConfigError, GatewayError
-from gateway.reading import GOOD
+from gateway.reading import GOOD, STALE
 
 SNAPSHOT_VERSION = 1
 
@@ -65,20 +65,26 @@ class _Point:
     unit: str = ""
     raises: int = 0  # per-rule counter in alarm ids; survives restarts through the snapshot
     mono: float | None = field(default=None)  # of the last good reading
+    reason: str | None = None  # why the point is not good (for status)
+    stale_after: float | None = None  # seconds without a good reading before the point is stale
+    watch_from: float | None = None  # a point that never read: staleness counts from here
 
 
 class AlarmBook:
     """All rules and their alarms. One rule per sensor point (a rule can carry thresholds,
     state codes and a rate at once)."""
 
-    def __init__(self, rules):
+    def __init__(self, rules, stale_after: dict[tuple[str, str], float] | None = None):
+        """`stale_after`: (sensor, point) -> seconds without a good reading after which the point
+        is stale (gateway.acquire.quality.stale_limits); points without a limit never go stale."""
         self._points: dict[tuple[str, str], _Point] = {}
+        limits = stale_after or {}
         dupes = []
         for rule in rules:
             key = (rule.sensor, rule.point)
             if key in self._points:
                 dupes.append(f"[[rules]] {rule.name}: a second rule for the same point; merge them into one")
-            self._points[key] = _Point(rule, PointCondition(rule))
+            self._points[key] = _Point(rule, PointCondition(rule), stale_after=limits.get(key))
         if dupes:
             raise ConfigError(dupes)
         self._by_name = {p.rule.name: p for p in self._points.values()}
@@ -100,12 +106,10 @@ class AlarmBook:
         if quality != GOOD:
             if p.quality == quality:
                 return []
-            p.quality = quality
-            p.condition.forget()
-            return [self._point_event(p, FAULT, quality, detail, None, reading.mono, reading.ts)]
+            return [self._go_blind(p, quality, detail, reading.mono, reading.ts)]
         out = []
         if p.quality != GOOD:
-            p.quality = GOOD
+            p.quality, p.reason = GOOD, None
             out.append(self._point_event(p, RECOVERED, GOOD, None, value, reading.mono, reading.ts))
         p.value, p.unit, p.mono = value, reading.unit, reading.mono
         if p.alarm is not None:
@@ -116,12 +120,31 @@ class AlarmBook:
 
     def tick(self, now_mono: float, now_ts: float | None = None) -> list[Transition]:
         """Let debounce periods end between readings (a slow poll should not add its
-        period to the debounce). Blind points are left alone."""
+        period to the debounce), and turn points stale that had no good reading for their
+        limit (nothing may arrive at all: a bus loop that died). Blind points are left alone."""
         out = []
         for p in self._points.values():
-            if p.quality == GOOD and p.mono is not None and p.rule.debounce_s > 0:
+            if p.quality != GOOD:
+                continue
+            if p.stale_after is not None:
+                last = p.mono if p.mono is not None else p.watch_from
+                if last is None or now_mono < last:
+                    p.watch_from = now_mono  # first tick (or another boot's clock): start watching
+                elif now_mono - last > p.stale_after:
+                    ts = now_ts if now_ts is not None else time.time()
+                    out.append(self._go_blind(p, STALE, f"no reading for {now_mono - last:.1f} s "
+                                                         f"(stale after {p.stale_after:g} s)", now_mono, ts))
+                    continue
+            if p.mono is not None and p.rule.debounce_s > 0:
                 out += self._settle(p, now_mono, now_ts if now_ts is not None else time.time())
         return out
+
+    def _go_blind(self, p: _Point, quality: str, detail: str | None, now: float, ts: float) -> Transition:
+        """Fault or stale: the alarm is held as it is (a broken sensor neither raises nor clears),
+        and a debounce restarts from the next good value."""
+        p.quality, p.reason = quality, detail
+        p.condition.forget()
+        return self._point_event(p, FAULT, quality, detail, None, now, ts)
 
     def _settle(self, p: _Point, now: float, ts: float) -> list[Transition]:
         a = p.alarm
@@ -195,6 +218,11 @@ class AlarmBook:
     def active(self) -> list[Alarm]:
         return [p.alarm for p in self._points.values() if p.alarm is not None]
 
+    def points(self) -> dict[str, dict]:
+        """The points that cannot be seen now (fault or stale), by rule name, for status."""
+        return {p.rule.name: {"quality": p.quality, "reason": p.reason, "alarm": p.alarm.id if p.alarm else None}
+                for p in self._points.values() if p.quality != GOOD}
+
     def get(self, alarm_id: str) -> Alarm | None:
         return next((a for a in self.active() if alarm_id in (a.id, a.rule.name)), None)
 
@@ -235,6 +263,7 @@ class AlarmBook:
         for key, p in self._points.items():
             was = old._points.get(key)
             if was is not None and was.rule == p.rule:
+                was.stale_after = p.stale_after  # a poll_s change moves the limit
                 self._points[key] = was
                 self._by_name[p.rule.name] = was
         return skipped

@@ -231,6 +231,13 @@ class Daemon:
             acquisition, safety = self.acquisition, self.safety
             if acquisition is None or safety is None:
                 return  # handed over or stopping
+            for bus, why in acquisition.revive(now):
+                # The watchdog stays the last line: a loop that keeps dying stops beating for good.
+                ts = time.time()
+                self._record("fault", {"bus": bus, "component": "bus-loop", "state": "fault", "reason":
+                                       f"the bus loop died ({why}); restarted"}, ts)
+                self._record("fault", {"bus": bus, "component": "bus-loop", "state": "recovered",
+                                       "reason": "restarted"}, ts)
             beats = dict(acquisition.heartbeats(), safety=safety.heartbeat)
             for name, last in beats.items():
                 if now - last < self._allow[name]:
@@ -250,6 +257,8 @@ class Daemon:
         st = {"gateway": self.cfg.gateway.id, "firmware": __version__, "config_hash": self.cfg.text_hash,
               "uptime_s": round(now - self.started_mono, 1), "sensors": sensors,
               "alarms": safety.get("alarms", []), "outputs": safety.get("outputs", {}),
+              "points": safety.get("points", {}),  # what the alarm book cannot see: fault or stale
+              "bus_restarts": self.acquisition.restarts(),
               "devices": {n: s.as_dict() for n, s in self.acquisition.stats().items()},
               "uplink": (dict(self.uplink.status(), certificate=self.cert_expiry) if self.uplink
                          else {"state": "offline (no [uplink])"}),
