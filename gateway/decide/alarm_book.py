@@ -42,6 +42,7 @@ class Alarm:
     acknowledged: bool = False
     silenced_by: str | None = None
     acknowledged_by: str | None = None
+    silenced_at: str | None = None  # the highest level somebody (or max_on_s) silenced: only worse sounds again
 
     @property
     def state(self) -> str:
@@ -52,7 +53,8 @@ class Alarm:
                 "level": self.level, "peak": self.peak, "value": self.value, "unit": self.unit,
                 "raised_ts": self.raised_ts, "latch": self.rule.latch, "state": self.state,
                 "silenced": self.silenced, "acknowledged": self.acknowledged,
-                "silenced_by": self.silenced_by, "acknowledged_by": self.acknowledged_by}
+                "silenced_by": self.silenced_by, "acknowledged_by": self.acknowledged_by,
+                "silenced_at": self.silenced_at}
 
 
 @dataclass
@@ -166,10 +168,13 @@ class AlarmBook:
             return [self._event(a, CLEARED, previous, now, ts, level=None, state="cleared")]
         a.level = level
         if new > held:
-            # A worse situation needs people again: it sounds and wants a new acknowledgement.
             a.peak = level_at(max(new, rank(a.peak)))
-            a.silenced = a.acknowledged = False
-            a.silenced_by = a.acknowledged_by = None
+            if new > rank(a.silenced_at):
+                # A worse situation than anybody silenced needs people again: it sounds and wants a
+                # new acknowledgement. Back up to a level already silenced (a value wobbling across
+                # a threshold) stays silenced: one silence, not one per crossing.
+                a.silenced = a.acknowledged = False
+                a.silenced_by = a.acknowledged_by = None
             return [self._event(a, ESCALATED, previous, now, ts)]
         return [self._event(a, DEESCALATED, previous, now, ts)]
 
@@ -182,6 +187,7 @@ class AlarmBook:
         for a in self._select(alarm_id):
             if not a.silenced:
                 a.silenced, a.silenced_by = True, by
+                a.silenced_at = level_at(max(rank(a.level), rank(a.silenced_at)))
                 out.append(self._event(a, SILENCED, a.level, now, ts, by=by))
         return out
 
@@ -197,6 +203,7 @@ class AlarmBook:
             a.acknowledged, a.acknowledged_by = True, by
             if not a.silenced:
                 a.silenced, a.silenced_by = True, by
+            a.silenced_at = level_at(max(rank(a.level), rank(a.silenced_at)))
             out.append(self._event(a, ACKNOWLEDGED, a.level, now, ts, by=by))
             p = self._by_name[a.rule.name]
             if p.quality == GOOD:
@@ -250,9 +257,11 @@ class AlarmBook:
                 skipped.append(f"alarm {d.get('id')}: unknown level {d.get('level')!r}")
                 continue
             peak = d.get("peak") if d.get("peak") in LEVELS else d["level"]
+            silenced_at = d.get("silenced_at") if d.get("silenced_at") in LEVELS else None
             p.alarm = Alarm(d["id"], p.rule, d["level"], peak, d.get("value"), d.get("unit") or "",
                             float(d.get("raised_ts") or 0.0), bool(d.get("silenced")),
-                            bool(d.get("acknowledged")), d.get("silenced_by"), d.get("acknowledged_by"))
+                            bool(d.get("acknowledged")), d.get("silenced_by"), d.get("acknowledged_by"),
+                            silenced_at)
         return skipped
 
     def adopt(self, old: "AlarmBook") -> list[str]:

@@ -103,6 +103,29 @@ def run_daemon(cfg: Config) -> int:
         listener.stop()
 
 
+class ReloadRequests:
+    """Configurations asked for (control socket `reload`, a config push), from any thread; the
+    newest wins. Taking is one step under a lock: reading the newest and then clearing the list
+    in two lines lost a request that came in between."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._newest = None
+
+    def put(self, cfg) -> None:
+        with self._lock:
+            self._newest = cfg
+
+    def pending(self) -> bool:
+        with self._lock:
+            return self._newest is not None
+
+    def take(self):
+        with self._lock:
+            new, self._newest = self._newest, None
+            return new
+
+
 class CurrentDaemon:
     """What outlives a reload: the platform's command channel (and a config push's rollback watch)
     talks to whichever Daemon runs now."""
@@ -162,13 +185,13 @@ def _command_handler(current: CurrentDaemon):
 
 def _run(cfg: Config) -> int:
     wake = threading.Event()
-    pending: list[Config] = []
+    pending = ReloadRequests()
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: (stopping.append(1), wake.set()))
     signal.signal(signal.SIGINT, lambda *_: (stopping.append(1), wake.set()))
 
     def reload(new: Config) -> None:
-        pending.append(new)
+        pending.put(new)
         wake.set()
 
     handler = None
@@ -191,9 +214,8 @@ def _run(cfg: Config) -> int:
             wake.clear()
             if stopping:
                 return 0
-            if pending:
-                new = pending[-1]  # the newest request wins; older ones are superseded
-                pending.clear()
+            new = pending.take()  # the newest request wins; older ones are superseded
+            if new is not None:
                 d, handler = _reload(d, new, make, current, handler, stopping)
                 if stopping:
                     return 0
