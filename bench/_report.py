@@ -84,6 +84,10 @@ def figures(r: dict) -> list[dict]:
         row(f"gateway status, control-socket call alone, p99 of {len(c['call_s'])}",
             f"{c['call_p99_s'] * 1000:.2f} ms (p50 {c['call_p50_s'] * 1000:.2f})", "<= 200 ms",
             c["call_p99_s"] <= 0.2)
+    if not missing("reloads", "relay drops across reloads"):
+        x = r["reloads"]
+        row(f"relay drops across {x['reloads']:,} reloads with an alarm active ({x['reload_ms']:.0f} ms each)",
+            f"{x['drops']}", "0", x["drops"] == 0)
     return rows
 
 
