@@ -220,6 +220,30 @@ class Daemon:
             self.events_total += 1
             self._events_cv.notify_all()
 
+    # -- the public face the process side uses (gateway/service/process.py) -------------------
+    def record(self, type_: str, fields: dict, ts: float | None = None) -> None:
+        """An event into the outbox (an audit of a platform command, say), and the events ring."""
+        self._record(type_, fields, time.time() if ts is None else ts)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def healthy(self) -> bool:
+        """Fully up: every bus port open and its loop beating, the safety loop beating, and the
+        uplink online when the config has one."""
+        if not self.started or self.stopping or self.acquisition is None or self.safety is None:
+            return False
+        now = time.monotonic()
+        for lp in self.acquisition.loops:
+            if lp.port_error is not None or now - lp.heartbeat > lp.allowance_s:
+                return False
+        if not self.safety.alive(SAFETY_ALLOWANCE_S):
+            return False
+        if self.cfg.uplink is None:
+            return True
+        return self.uplink is not None and self.uplink.status().get("state") == "online"
+
     def _on_transition(self, t) -> None:
         """Runs on the safety loop's transition sink thread, never on the safety loop."""
         type_, fields = event_of(t)

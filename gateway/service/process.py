@@ -12,7 +12,7 @@ import threading
 import time
 
 from gateway.config.model import Config
-from gateway.service.daemon import SAFETY_ALLOWANCE_S, Daemon
+from gateway.service.daemon import Daemon
 from gateway.errors import GatewayError
 
 log = logging.getLogger("gateway.service.daemon")
@@ -148,7 +148,7 @@ class CurrentDaemon:
         self.d.request_reload(cfg)
 
     def audit(self, fields: dict) -> None:
-        self.d._record("audit", fields, time.time())
+        self.d.record("audit", fields)
 
     def reply(self, payload: dict) -> None:
         if self.d.uplink is not None:
@@ -160,20 +160,9 @@ class CurrentDaemon:
         self.d.uplink.rebirth()
 
     def healthy(self, config_hash: str) -> bool:
-        """The daemon running *that* config is fully up: every bus port open and its loop beating,
-        the safety loop beating, and the uplink online when the config has one."""
+        """The daemon running *that* config is fully up (Daemon.healthy)."""
         d = self.d
-        if d.cfg.text_hash != config_hash or not d.started or d._stop.is_set():
-            return False
-        now = time.monotonic()
-        for lp in d.acquisition.loops:
-            if lp.port_error is not None or now - lp.heartbeat > lp.allowance_s:
-                return False
-        if not d.safety.alive(SAFETY_ALLOWANCE_S):
-            return False
-        if d.cfg.uplink is None:
-            return True
-        return d.uplink is not None and d.uplink.status().get("state") == "online"
+        return d.cfg.text_hash == config_hash and d.healthy()
 
 
 def _command_handler(current: CurrentDaemon):
