@@ -46,3 +46,19 @@ def test_without_limits_nothing_turns_stale():
     book = AlarmBook([WATER])
     book.feed(rd(45, 0))
     assert book.tick(1000.0) == []
+
+
+def test_the_limit_is_stale_after_polls_plus_one_worst_round_of_the_bus(tmp_path):
+    from gateway.acquire.device import Device
+    from gateway.acquire.quality import stale_limits
+    from gateway.config import load_config
+    from tests.daemonkit import write_config
+
+    cfg = load_config(write_config(tmp_path, "gw", 1502, hydrant=True))
+    bus = cfg.buses["garage"]
+    worst = sum(Device(s, bus).worst_poll_s() for s in cfg.sensors.values())
+    limits = stale_limits(cfg)
+    assert limits[KEY] == 3 * 0.1 + worst  # default stale_after = 3 polls of 0.1 s
+    text = open(tmp_path / "gateway.toml").read().replace('name = "hydrant-3"', 'name = "hydrant-3"\nstale_after_s = 7')
+    (tmp_path / "gateway.toml").write_text(text)
+    assert stale_limits(load_config(str(tmp_path / "gateway.toml")))[("hydrant-3", "pressure")] == 7.0

@@ -8,9 +8,10 @@ from gateway.reading import FAULT, GOOD, Reading
 
 def stale_limits(cfg) -> dict[tuple[str, str], float]:
     """(sensor, point) -> seconds without a reading after which the point is stale: the sensor's
-    `stale_after_s` if set, else `stale_after` polls plus the longest its bus's other devices can
-    hold the bus meanwhile (every one of their polls timing out), so that a dead neighbour makes
-    its own faults and not a stale storm on the healthy sensors."""
+    `stale_after_s` if set, else `stale_after` polls plus the longest one round of its bus can take
+    (every device's poll, its own included, timing out on every try): a slow answer or a dead
+    neighbour makes faults of its own, not a stale storm on the healthy sensors. What it catches
+    is silence: a bus loop that died or hangs."""
     from gateway.acquire.device import Device
 
     out: dict[tuple[str, str], float] = {}
@@ -22,7 +23,7 @@ def stale_limits(cfg) -> dict[tuple[str, str], float]:
             if s.stale_after_s is not None:
                 limit = s.stale_after_s
             else:
-                limit = s.stale_after * s.poll_s + sum(w for n, w in worst.items() if n != d.name)
+                limit = s.stale_after * s.poll_s + sum(worst.values())
             for p in s.profile.points:
                 out[(s.name, p.name)] = limit
     return out
