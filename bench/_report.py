@@ -92,6 +92,10 @@ def figures(r: dict) -> list[dict]:
                 "within +50 ms", f["extra_ms"] <= 50)
             row("telemetry evicted by the flood (outbox 2,800 of 3,000 rows)", f"{f['evicted']}", "0",
                 f["evicted"] == 0)
+    if not missing("reloads", "relay drops across reloads"):
+        x = r["reloads"]
+        row(f"relay drops across {x['reloads']:,} reloads with an alarm active ({x['reload_ms']:.0f} ms each)",
+            f"{x['drops']}", "0", x["drops"] == 0)
     return rows
 
 

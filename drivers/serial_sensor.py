@@ -22,6 +22,9 @@ except ImportError:  # not POSIX
 
 FRAMES = ("a02yyuw", "line")
 _MAX_PENDING = 4096  # a line sensor that never sends a newline must not grow memory
+_DRAIN_CHUNK = 4096
+_DRAIN_MAX = 1 << 20  # a port that never stops talking still ends a drain (1 MB: ~18 min at 9600 baud)
+_KEEP = 8192  # of a drained backlog, the tail that is parsed (many frames; any line shorter)
 
 
 def parse_a02yyuw(buf: bytes) -> tuple[list[dict[str, float]], int, bytes]:
@@ -130,15 +133,34 @@ class SerialSensorPort:
             return parse_a02yyuw(buf)
         return parse_lines(buf, self._pattern)
 
+    def _drain(self) -> bytes:
+        """Everything buffered now, without waiting. `in_waiting` is no measure: on socket://
+        pyserial reports at most 1 (select() says "readable", not how much), so reading what it
+        says would take one byte per call and leave the rest of the backlog for later polls."""
+        port = self._serial
+        port.timeout = 0
+        out = bytearray()
+        while len(out) < _DRAIN_MAX:
+            chunk = port.read(_DRAIN_CHUNK)
+            if not chunk:
+                break
+            out += chunk
+        if len(out) > _KEEP:
+            out = out[-_KEEP:]  # a long backlog: only its newest frames can matter
+            self._pending = b""  # and what was left of the last read no longer joins it
+        return bytes(out)
+
     def read(self, timeout: float) -> dict[str, float]:
-        """Fields of the newest valid frame, waiting up to `timeout` for one."""
+        """Fields of the newest valid frame, waiting up to `timeout` for one. Whatever was
+        buffered is drained first (tty, pty, socket://, rfc2217:// alike): a backlog of old
+        frames is never taken for the present, and a sensor that stopped is a timeout at the
+        next poll after its last frame."""
         if self._serial is None:
             raise BusError(f"serial port {self.url} is not open")
         deadline = time.monotonic() + timeout
         bad = 0
         try:
-            waiting = self._serial.in_waiting
-            chunk = self._serial.read(waiting) if waiting else b""
+            chunk = self._drain()
             while True:
                 frames, nbad, self._pending = self._parse(self._pending + chunk)
                 bad += nbad
@@ -149,8 +171,8 @@ class SerialSensorPort:
                     break
                 self._serial.timeout = left
                 chunk = self._serial.read(1)  # wake on the first byte, then take all there is
-                if chunk and self._serial.in_waiting:
-                    chunk += self._serial.read(self._serial.in_waiting)
+                if chunk:
+                    chunk += self._drain()
         except _PORT_ERRORS as e:
             self.close()
             raise BusError(f"serial port {self.url} failed: {e}") from e

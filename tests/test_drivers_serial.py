@@ -169,3 +169,60 @@ def test_port_vanishes_and_returns(pty, sensor):
     sensor.open()
     with A02yyuwEmitter(pty.b, 2222, hz=50):
         assert sensor.read(timeout=1.0) == {"distance": 2222.0}
+
+
+# -- socket:// (a ser2net serial server): pyserial's in_waiting there says 1 at most ----------
+@pytest.fixture
+def ser2net():
+    """An A02YYUW behind a TCP port, read through pyserial's socket:// URL."""
+    from gateway.sim.serial_socket import SocketA02yyuw
+    from tests.mosquitto import free_port
+
+    port = free_port()
+    emitter = SocketA02yyuw("127.0.0.1", port, 2000, hz=50).start()
+    try:
+        yield emitter, f"socket://127.0.0.1:{port}"
+    finally:
+        emitter.stop()
+
+
+def test_socket_url_reads_the_newest_frame_not_the_backlog(ser2net):
+    emitter, url = ser2net
+    with SerialSensorPort(url, 9600, "N", 8, 1, "a02yyuw", None) as sensor:
+        assert sensor.read(timeout=2.0) == {"distance": 2000.0}
+        n = emitter.frames
+        wait_until(lambda: emitter.frames >= n + 25, what="a backlog of 2000s")
+        emitter.set_distance(1500)
+        n = emitter.frames
+        wait_until(lambda: emitter.frames >= n + 3, what="the new level on the wire")
+        assert sensor.read(timeout=1.0) == {"distance": 1500.0}
+
+
+def test_socket_url_silent_stream_is_a_fault_by_the_second_poll(ser2net):
+    emitter, url = ser2net
+    with SerialSensorPort(url, 9600, "N", 8, 1, "a02yyuw", None) as sensor:
+        assert sensor.read(timeout=2.0) == {"distance": 2000.0}
+        n = emitter.frames
+        wait_until(lambda: emitter.frames >= n + 25, what="a backlog")
+        emitter.behave("silent")
+        n = emitter.frames
+        results = []
+        for _ in range(2):  # two polls: the first may still see the last frame sent
+            try:
+                results.append(sensor.read(timeout=0.2))
+            except DeviceFault as f:
+                results.append(f.reason)
+        assert results[-1] == "timeout", results
+
+
+def test_pty_silent_stream_is_a_fault_by_the_second_poll(pty, sensor):
+    with A02yyuwEmitter(pty.b, 1000, hz=100) as emitter:
+        wait_until(lambda: emitter.frames >= 30, what="a backlog")
+        emitter.behave("silent")
+        reasons = []
+        for _ in range(2):
+            try:
+                reasons.append(sensor.read(timeout=0.2))
+            except DeviceFault as f:
+                reasons.append(f.reason)
+        assert reasons[-1] == "timeout", reasons

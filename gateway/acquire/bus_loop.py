@@ -11,6 +11,7 @@ import time
 from typing import Callable
 
 from gateway.acquire.device import Device, DeviceStats
+from gateway.acquire.quality import stale_limits
 from gateway.config.model import Bus, Config
 from gateway.errors import BusError, DeviceFault
 from gateway.reading import FAULT, GOOD, STALE, Reading
@@ -20,6 +21,8 @@ log = logging.getLogger("gateway.acquire")
 PORT_RETRY_MIN_S = 0.5
 PORT_RETRY_MAX_S = 10.0
 BEAT_S = 0.5  # a loop waiting for its next due time still wakes this often to beat
+RESTART_MIN_S = 0.5  # a loop that died is restarted after this, doubling while it keeps dying
+RESTART_MAX_S = 30.0
 
 Sink = Callable[[Reading], None]
 
@@ -56,11 +59,44 @@ class BusLoop:
         self._point_faults: set[tuple[str, str]] = set()  # points logged as faulting (their device answers)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.died: str | None = None  # what ended the thread, if something did
+        self.restarts = 0
+        self._restart_at: float | None = None
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"bus-{self.bus.name}", daemon=True)
+        self.died = None
+        self._thread = threading.Thread(target=self._guarded_run, name=f"bus-{self.bus.name}", daemon=True)
         self._thread.start()
+
+    @property
+    def dead(self) -> bool:
+        """The thread ended without being asked to."""
+        return self._thread is not None and not self._thread.is_alive() and not self._stop.is_set()
+
+    def revive(self, now: float) -> str | None:
+        """Called by the daemon's supervisor: restart a dead loop (the port is closed and opened
+        again, as after a port error), backing off if it keeps dying. Returns why it died when it
+        was restarted now."""
+        if not self.dead:
+            return None
+        if self._restart_at is None:
+            self._restart_at = now + min(RESTART_MIN_S * 2 ** min(self.restarts, 6), RESTART_MAX_S)
+        if now < self._restart_at:
+            return None
+        why = self.died or "the loop thread ended"
+        self._restart_at = None
+        self.restarts += 1
+        self._close()
+        self.start()
+        return why
+
+    def _guarded_run(self) -> None:
+        try:
+            self._run()
+        except BaseException as e:  # noqa: BLE001 - kept for the report; the supervisor restarts us
+            self.died = f"{type(e).__name__}: {e}"
+            log.critical("bus %s: the loop thread died (%s); the daemon restarts it", self.bus.name, self.died)
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
@@ -187,6 +223,7 @@ class Acquisition:
         self._last_good: dict[tuple[str, str], Reading] = {}  # for status: the value before a fault
         self._lock = threading.Lock()
         self._sink = sink
+        self.stale_limits = stale_limits(cfg)
         self.loops: list[BusLoop] = []
         for bus in cfg.buses.values():
             devices = [Device(s, bus) for s in cfg.sensors.values() if s.bus == bus.name]
@@ -222,15 +259,15 @@ class Acquisition:
         return sorted(out, key=lambda r: order[r.sensor])
 
     def latest(self, now: float | None = None) -> list[Reading]:
-        """Latest reading of every point; a good value older than stale_after_s is `stale`."""
+        """Latest reading of every point; a good value older than its stale limit is `stale`
+        (the same limit the alarm book holds alarms by)."""
         now = time.monotonic() if now is None else now
         out = []
         with self._lock:
             items = list(self._latest.values())
         for r in items:
-            s = self.cfg.sensors[r.sensor]
-            limit = s.stale_after_s if s.stale_after_s is not None else 3 * s.poll_s
-            if r.quality != FAULT and now - r.mono > limit:
+            limit = self.stale_limits.get((r.sensor, r.point))
+            if r.quality != FAULT and limit is not None and now - r.mono > limit:
                 r = Reading(r.sensor, r.point, r.value, r.unit, STALE, r.ts, r.mono, r.fault)
             out.append(r)
         return out
@@ -241,6 +278,19 @@ class Acquisition:
 
     def stats(self) -> dict[str, DeviceStats]:
         return {d.name: d.stats for lp in self.loops for d in lp.devices}
+
+    def revive(self, now: float | None = None) -> list[tuple[str, str]]:
+        """Restart the bus loops that died: [(bus name, why it died)] of those restarted now."""
+        now = time.monotonic() if now is None else now
+        out = []
+        for lp in self.loops:
+            why = lp.revive(now)
+            if why is not None:
+                out.append((lp.bus.name, why))
+        return out
+
+    def restarts(self) -> dict[str, int]:
+        return {lp.bus.name: lp.restarts for lp in self.loops}
 
     def heartbeats(self) -> dict[str, float]:
         return {f"bus-{lp.bus.name}": lp.heartbeat for lp in self.loops}

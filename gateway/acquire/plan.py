@@ -20,31 +20,41 @@ class Request:
 def registers_needed(profile: Profile) -> dict[int, set[int]]:
     """function code -> register addresses the profile's points read (incl. decimals/unit registers)."""
     need: dict[int, set[int]] = {}
-    for p in profile.points:
-        if p.register is None:
-            continue
-        regs = need.setdefault(p.function, set())
-        regs.update(range(p.register, p.register + p.words))
-        for extra in (p.decimals_register, p.unit_register):
-            if extra is not None:
-                regs.add(extra)
+    for fc, spans in _spans(profile).items():
+        need[fc] = {r for start, count in spans for r in range(start, start + count)}
     return need
 
 
+def _spans(profile: Profile) -> dict[int, list[tuple[int, int]]]:
+    """function code -> (start, count) of what must be read together: a point's words (a 32-bit
+    value read in two transactions can tear), and each decimals/unit register alone."""
+    out: dict[int, list[tuple[int, int]]] = {}
+    for p in profile.points:
+        if p.register is None:
+            continue
+        spans = out.setdefault(p.function, [])
+        spans.append((p.register, p.words))
+        for extra in (p.decimals_register, p.unit_register):
+            if extra is not None:
+                spans.append((extra, 1))
+    return out
+
+
 def plan_requests(profile: Profile) -> list[Request]:
-    """Contiguous runs of needed registers, split at 125. Gaps are not bridged: many cheap
-    devices answer an unimplemented register with exception 2 and fail the whole read."""
+    """Contiguous runs of needed registers, split at 125 but never inside a point's words. Gaps
+    are not bridged: many cheap devices answer an unimplemented register with exception 2 and
+    fail the whole read."""
     requests = []
-    for fc, regs in sorted(registers_needed(profile).items()):
-        run_start = prev = None
-        for r in sorted(regs):
-            if run_start is None:
-                run_start = prev = r
-            elif r == prev + 1 and r - run_start < MAX_REGISTERS:
-                prev = r
+    for fc, spans in sorted(_spans(profile).items()):
+        start = end = None  # the run being built: [start, end)
+        for s, n in sorted(spans):
+            if start is None:
+                start, end = s, s + n
+            elif s <= end and max(end, s + n) - start <= MAX_REGISTERS:
+                end = max(end, s + n)  # adjacent or overlapping, and it still fits
             else:
-                requests.append(Request(fc, run_start, prev - run_start + 1))
-                run_start = prev = r
-        if run_start is not None:
-            requests.append(Request(fc, run_start, prev - run_start + 1))
+                requests.append(Request(fc, start, end - start))
+                start, end = s, s + n
+        if start is not None:
+            requests.append(Request(fc, start, end - start))
     return requests

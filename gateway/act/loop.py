@@ -36,9 +36,12 @@ class SafetyLoop:
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._log = QueueSink(f"{name}-log", _log_item)
-        self._transitions = QueueSink(f"{name}-transitions", on_transition) if on_transition else None
-        self._state = LatestSink(f"{name}-state", on_state) if on_state else None
-        self._status = {"alarms": [], "outputs": core.sirens.status()}
+        # The consumers are looked up at each item, so a reload can hand them to the next daemon
+        # (rewire) while this loop and its relays keep running.
+        self.on_transition, self.on_state = on_transition, on_state
+        self._transitions = QueueSink(f"{name}-transitions", lambda t: self.on_transition(t)) if on_transition else None
+        self._state = LatestSink(f"{name}-state", lambda s: self.on_state(s)) if on_state else None
+        self._status = {"alarms": [], "outputs": core.sirens.status(), "points": {}}
         self.heartbeat = clock()  # monotonic time of the last iteration, for the watchdog
         self.errors = 0
         self._stopped = False
@@ -70,6 +73,28 @@ class SafetyLoop:
     def restore(self, snapshot: dict) -> Future:
         """Queue the last run's alarms; they sound on the loop's next iteration (or its first)."""
         return self._command(self.core.restore, snapshot)
+
+    def reconfigure(self, cfg, *, on_transition=None, on_state=None) -> Future:
+        """Apply a reloaded configuration to the running loop (see SafetyCore.reconfigure); the
+        relays keep sounding throughout. The rules are built and checked here, in the caller's
+        thread (a ConfigError changes nothing); the hand-over happens on the loop's thread. From
+        the hand-over on, transitions and state snapshots go to the new consumers."""
+        from gateway.act.safety import alarm_book_of
+
+        book = alarm_book_of(cfg)
+        SafetyCore.check(book, list(cfg.outputs))
+
+        def apply() -> Step:
+            step = self.core.reconfigure(book, cfg.outputs, cfg.inputs, self._clock())
+            if on_transition is not None:
+                self.on_transition = on_transition
+            if on_state is not None:
+                self.on_state = on_state
+            if self._state:
+                self._state.put(self.core.book.snapshot())  # the new data_dir gets the alarms at once
+            return step
+
+        return self._command(apply)
 
     def status(self) -> dict:
         """Alarms and outputs as of the last change (a copy the loop published)."""
@@ -168,7 +193,10 @@ class SafetyLoop:
             if self._transitions:
                 self._transitions.put(t)
         for r in step.relays:
-            self._log.put(r)
+            # A pulse's edges are the pattern, not news: its start and end are logged, not the
+            # 14,400 edges an hour a pulsing siren makes (journald on an SD card).
+            if r.reason != "pulse":
+                self._log.put(r)
         for p in step.problems:
             self._log.put(("warning", p))
         if step.transitions or step.relays:

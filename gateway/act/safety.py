@@ -35,11 +35,15 @@ class SafetyCore:
     """Decide and act, synchronously. Not thread-safe on purpose: one owner thread."""
 
     def __init__(self, book: AlarmBook, sirens: Sirens, buttons=()):
+        self.check(book, sirens.names)
         self.book = book
         self.sirens = sirens
         self.buttons: list[SilenceButton] = list(buttons)
+
+    @staticmethod
+    def check(book: AlarmBook, output_names) -> None:
         unknown = [f"[[rules]] {r.name}: sound names unknown output {n!r}" for r in book.rules
-                   for n in r.sound if n not in sirens.names]
+                   for n in r.sound if n not in output_names]
         if unknown:
             raise ConfigError(unknown)
 
@@ -48,9 +52,24 @@ class SafetyCore:
         """From a validated gateway.config.model.Config and an open GpioBackend."""
         sirens = Sirens(cfg.outputs, gpio)
         buttons = [SilenceButton(i, gpio) for i in cfg.inputs.values()]
-        labels = {(s.name, pt.name): dict(pt.states) for s in cfg.sensors.values()
-                  for pt in s.profile.points if pt.states}
-        return cls(AlarmBook(cfg.rules, labels), sirens, buttons)
+        return cls(alarm_book_of(cfg), sirens, buttons)
+
+    def reconfigure(self, book: AlarmBook, outputs: dict, inputs: dict, now: float | None = None) -> Step:
+        """A reload, in place: `book` (new, built and checked by the caller) takes over the
+        active alarms, the outputs and buttons are handed over pin by pin, and every relay is
+        driven from the new rules before the ones that went away are switched off. A relay that
+        stays where it was is never touched: make before break."""
+        now = time.monotonic() if now is None else now
+        self.check(book, [o.name for o in outputs.values()])
+        gpio = self.sirens._gpio
+        sirens = Sirens(outputs, gpio, adopt=self.sirens)  # sets up only pins that are new
+        kept = {b.input: b for b in self.buttons}
+        buttons = [kept.get(i) or SilenceButton(i, gpio) for i in inputs.values()]
+        step = Step(problems=[f"reload: {m}" for m in book.adopt(self.book)])
+        self.book, self.sirens, self.buttons = book, sirens, buttons
+        self._sound(step, now)
+        step.add(sirens.release_left_over(now))
+        return step
 
     def feed(self, reading) -> Step:
         step = Step(self.book.feed(reading))
@@ -117,4 +136,15 @@ class SafetyCore:
             step.add(self.sirens.update(self.book.active(), now))
 
     def status(self) -> dict:
-        return {"alarms": [a.as_dict() for a in self.book.active()], "outputs": self.sirens.status()}
+        return {"alarms": [a.as_dict() for a in self.book.active()], "outputs": self.sirens.status(),
+                "points": self.book.points()}
+
+
+def alarm_book_of(cfg) -> AlarmBook:
+    """The alarm book of a validated Config: its rules, the profiles' state names (for causes and
+    status) and each point's stale limit."""
+    from gateway.acquire.quality import stale_limits
+
+    labels = {(s.name, pt.name): dict(pt.states) for s in cfg.sensors.values()
+              for pt in s.profile.points if pt.states}
+    return AlarmBook(cfg.rules, labels, stale_limits(cfg))

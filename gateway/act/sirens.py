@@ -47,16 +47,26 @@ class Siren:
     """One sounder (or strobe) on a relay. It starts OFF: the backend sets the OFF level
     before the pin becomes an output."""
 
-    def __init__(self, output: Output, gpio):
+    def __init__(self, output: Output, gpio, adopt: "Siren | None" = None):
         self.output = output
         self._gpio = gpio
-        gpio.setup_output(output.pin, output.active_low)
         self.on = False
         self.level: str | None = None
         self.pattern: Pattern | None = None
         self.phase_start = 0.0
         self.sounding_since: float | None = None  # for max_on_s
         self.test_until: float | None = None
+        if adopt is not None and (adopt.output.pin, adopt.output.active_low) == (output.pin, output.active_low):
+            # A reload: the relay is already an output and may be ON. Setting it up again would
+            # switch it OFF for a moment (a siren blip); take over its state instead. The same
+            # output keeps its pattern phase and max_on_s count as well.
+            self.on = adopt.on
+            if adopt.name == output.name:
+                self.level, self.pattern = adopt.level, adopt.pattern
+                self.phase_start, self.sounding_since = adopt.phase_start, adopt.sounding_since
+                self.test_until = adopt.test_until
+        else:
+            gpio.setup_output(output.pin, output.active_low)
 
     @property
     def name(self) -> str:
@@ -115,10 +125,17 @@ class Siren:
 class Sirens:
     """Every configured output, driven from the active alarms."""
 
-    def __init__(self, outputs, gpio):
+    def __init__(self, outputs, gpio, adopt: "Sirens | None" = None):
         outputs = list(outputs.values()) if isinstance(outputs, dict) else list(outputs)
         self._gpio = gpio
-        self._sirens = {o.name: Siren(o, gpio) for o in outputs}
+        old = {} if adopt is None else {s.output.pin: s for s in adopt._sirens.values()}
+        self._sirens = {o.name: Siren(o, gpio, old.get(o.pin)) for o in outputs}
+        # The old relays this set does not drive any more: the caller switches them off once the
+        # new ones are driven (make before break: a pin that moved is ON at its new place first).
+        used = {o.pin for o in outputs}
+        # (A pin whose active_low changed was set up again by its new Siren: that one break
+        # cannot be avoided, the same level now means the opposite.)
+        self.left_over = [s for pin, s in old.items() if pin not in used]
         self._demand: dict[str, tuple[str | None, list[str]]] = {}
         self._muted: set[str] = set()
 
@@ -178,16 +195,13 @@ class Sirens:
 
     def off(self, now: float, reason: str = "shutdown") -> SirenReport:
         """Every output off (shutdown). Keeps going past a relay that fails."""
-        rep = SirenReport()
         self._demand = {}
-        for name, siren in self._sirens.items():
-            try:
-                change = siren.off(reason, now)
-            except OutputError as e:
-                rep.problems.append(f"output {name}: {e}")
-                continue
-            if change:
-                rep.changes.append(change)
+        return _all_off(self._sirens.values(), now, reason)
+
+    def release_left_over(self, now: float) -> SirenReport:
+        """Switch off the relays a reload took away (after the new set was driven)."""
+        rep = _all_off(self.left_over, now, "handed over")
+        self.left_over = []
         return rep
 
     def status(self) -> dict[str, dict]:
@@ -195,3 +209,16 @@ class Sirens:
         return {name: dict(s.status(), alarms=list(self._demand.get(name, (None, []))[1]),
                            silenced=name in self._muted and name not in self._demand)
                 for name, s in self._sirens.items()}
+
+
+def _all_off(sirens, now: float, reason: str) -> SirenReport:
+    rep = SirenReport()
+    for siren in sirens:
+        try:
+            change = siren.off(reason, now)
+        except OutputError as e:
+            rep.problems.append(f"output {siren.name}: {e}")
+            continue
+        if change:
+            rep.changes.append(change)
+    return rep

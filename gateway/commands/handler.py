@@ -13,6 +13,7 @@ import time
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Callable
 
+from gateway.act import operator
 from gateway.errors import CommandError, GatewayError
 
 from .config_push import WATCH_S, ConfigPush
@@ -117,19 +118,16 @@ class CommandHandler:
         return "status", self.daemon.status()
 
     def _silence(self, cmd: Command):
-        done = self.daemon.safety.silence(cmd.args.get("alarm"), by=BY).result(SAFETY_TIMEOUT_S)
-        silenced = [t.alarm_id for t in done if t.kind == "silenced"]
+        silenced = operator.silence(self.daemon.safety, cmd.args.get("alarm"), BY, SAFETY_TIMEOUT_S)
         return (f"silenced {', '.join(silenced)}" if silenced else "nothing was sounding"), {"silenced": silenced}
 
     def _ack(self, cmd: Command):
-        alarm = cmd.args["alarm"]
-        done = self.daemon.safety.acknowledge(None if alarm == "all" else alarm, by=BY).result(SAFETY_TIMEOUT_S)
-        acked = [t.alarm_id for t in done if t.kind in ("acknowledged", "cleared")]
+        acked = operator.acknowledge(self.daemon.safety, cmd.args["alarm"], BY, SAFETY_TIMEOUT_S)
         return (f"acknowledged {', '.join(acked)}" if acked else "nothing to acknowledge"), {"acknowledged": acked}
 
     def _siren_test(self, cmd: Command):
         output, seconds = cmd.args["output"], cmd.args["seconds"]
-        self.daemon.safety.siren_test(output, float(seconds), by=BY).result(SAFETY_TIMEOUT_S)
+        operator.siren_test(self.daemon.safety, output, seconds, BY, SAFETY_TIMEOUT_S)
         return f"{output} sounding for {seconds} s", {"output": output, "seconds": seconds}
 
     def _rebirth(self, cmd: Command):

@@ -80,7 +80,8 @@ class Sensor:
     poll_s: float = 1.0
     timeout_s: float | None = None  # None: the bus's timeout_s
     retries: int | None = None  # None: the bus's retries
-    stale_after_s: float | None = None  # None: 3 x poll_s (serial: 3 s)
+    stale_after_s: float | None = None  # None: `stale_after` polls (gateway.acquire.quality.stale_limits)
+    stale_after: int = 3  # polls without a reading before a point is stale
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from gateway.act import operator
 from gateway.control import BadRequest, require
 from gateway.errors import GatewayError
 
@@ -31,22 +32,16 @@ def handlers(daemon):
         return sorted(out, key=lambda d: order.get(d["sensor"], 0))
 
     def silence(args):
-        alarm = args.get("alarm")
-        ts = daemon.safety.silence(alarm, by=str(args.get("by", "cli"))).result(COMMAND_TIMEOUT_S)
-        return {"silenced": [t.alarm_id for t in ts if t.kind == "silenced"]}
+        by = str(args.get("by", "cli"))
+        return {"silenced": operator.silence(daemon.safety, args.get("alarm"), by, COMMAND_TIMEOUT_S)}
 
     def ack(args):
-        alarm = require(args, "alarm")
-        ts = daemon.safety.acknowledge(None if alarm == "all" else alarm,
-                                       by=str(args.get("by", "cli"))).result(COMMAND_TIMEOUT_S)
-        return {"acknowledged": [t.alarm_id for t in ts if t.kind in ("acknowledged", "cleared")]}
+        by = str(args.get("by", "cli"))
+        return {"acknowledged": operator.acknowledge(daemon.safety, require(args, "alarm"), by, COMMAND_TIMEOUT_S)}
 
     def siren_test(args):
-        name = require(args, "output")
-        seconds = require(args, "seconds", (int, float))
-        if not 0 < seconds <= 60:
-            raise BadRequest("a siren test lasts 0 < seconds <= 60")
-        daemon.safety.siren_test(name, float(seconds), by=str(args.get("by", "cli"))).result(COMMAND_TIMEOUT_S)
+        name, seconds = require(args, "output"), require(args, "seconds", (int, float))
+        operator.siren_test(daemon.safety, name, seconds, str(args.get("by", "cli")), COMMAND_TIMEOUT_S)
         return {"output": name, "seconds": seconds}
 
     def reload(args):

@@ -16,7 +16,7 @@ from gateway.decide.condition import PointCondition
 from gateway.decide.transition import (ACKNOWLEDGED, CLEARED, DEESCALATED, ESCALATED, FAULT, RAISED,
                                        RECOVERED, SILENCED, Transition, level_at, rank)
 from gateway.errors import ConfigError, GatewayError
-from gateway.reading import GOOD
+from gateway.reading import GOOD, STALE
 
 SNAPSHOT_VERSION = 1
 
@@ -45,6 +45,7 @@ class Alarm:
     cause: str | None = None  # which condition put it at its level: "level 41 cm at or above the red ..."
     level_ts: float | None = None  # wall clock when it reached its current level ("RED since 19:19")
     label: str | None = None  # the profile's name of the current value (smoke status 1: "alarm")
+    silenced_at: str | None = None  # the highest level somebody (or max_on_s) silenced: only worse sounds again
 
     @property
     def state(self) -> str:
@@ -56,7 +57,8 @@ class Alarm:
                 "raised_ts": self.raised_ts, "latch": self.rule.latch, "state": self.state,
                 "silenced": self.silenced, "acknowledged": self.acknowledged,
                 "silenced_by": self.silenced_by, "acknowledged_by": self.acknowledged_by,
-                "cause": self.cause, "level_ts": self.level_ts or self.raised_ts, "label": self.label}
+                "cause": self.cause, "level_ts": self.level_ts or self.raised_ts, "label": self.label,
+                "silenced_at": self.silenced_at}
 
 
 @dataclass
@@ -69,22 +71,29 @@ class _Point:
     unit: str = ""
     raises: int = 0  # per-rule counter in alarm ids; survives restarts through the snapshot
     mono: float | None = field(default=None)  # of the last good reading
+    reason: str | None = None  # why the point is not good (for status)
+    stale_after: float | None = None  # seconds without a good reading before the point is stale
+    watch_from: float | None = None  # a point that never read: staleness counts from here
 
 
 class AlarmBook:
     """All rules and their alarms. One rule per sensor point (a rule can carry thresholds,
     state codes and a rate at once)."""
 
-    def __init__(self, rules, labels: dict[tuple[str, str], dict] | None = None):
-        """`labels`: (sensor, point) -> the profile's state names ({1: "alarm"}), for causes and status."""
+    def __init__(self, rules, labels: dict[tuple[str, str], dict] | None = None,
+                 stale_after: dict[tuple[str, str], float] | None = None):
+        """`labels`: (sensor, point) -> the profile's state names ({1: "alarm"}), for causes and status.
+        `stale_after`: (sensor, point) -> seconds without a good reading after which the point
+        is stale (gateway.acquire.quality.stale_limits); points without a limit never go stale."""
         self._labels = labels or {}
         self._points: dict[tuple[str, str], _Point] = {}
+        limits = stale_after or {}
         dupes = []
         for rule in rules:
             key = (rule.sensor, rule.point)
             if key in self._points:
                 dupes.append(f"[[rules]] {rule.name}: a second rule for the same point; merge them into one")
-            self._points[key] = _Point(rule, PointCondition(rule))
+            self._points[key] = _Point(rule, PointCondition(rule), stale_after=limits.get(key))
         if dupes:
             raise ConfigError(dupes)
         self._by_name = {p.rule.name: p for p in self._points.values()}
@@ -106,12 +115,10 @@ class AlarmBook:
         if quality != GOOD:
             if p.quality == quality:
                 return []
-            p.quality = quality
-            p.condition.forget()
-            return [self._point_event(p, FAULT, quality, detail, None, reading.mono, reading.ts)]
+            return [self._go_blind(p, quality, detail, reading.mono, reading.ts)]
         out = []
         if p.quality != GOOD:
-            p.quality = GOOD
+            p.quality, p.reason = GOOD, None
             out.append(self._point_event(p, RECOVERED, GOOD, None, value, reading.mono, reading.ts))
         p.value, p.unit, p.mono = value, reading.unit, reading.mono
         if p.alarm is not None:
@@ -123,12 +130,31 @@ class AlarmBook:
 
     def tick(self, now_mono: float, now_ts: float | None = None) -> list[Transition]:
         """Let debounce periods end between readings (a slow poll should not add its
-        period to the debounce). Blind points are left alone."""
+        period to the debounce), and turn points stale that had no good reading for their
+        limit (nothing may arrive at all: a bus loop that died). Blind points are left alone."""
         out = []
         for p in self._points.values():
-            if p.quality == GOOD and p.mono is not None and p.rule.debounce_s > 0:
+            if p.quality != GOOD:
+                continue
+            if p.stale_after is not None:
+                last = p.mono if p.mono is not None else p.watch_from
+                if last is None or now_mono < last:
+                    p.watch_from = now_mono  # first tick (or another boot's clock): start watching
+                elif now_mono - last > p.stale_after:
+                    ts = now_ts if now_ts is not None else time.time()
+                    out.append(self._go_blind(p, STALE, f"no reading for {now_mono - last:.1f} s "
+                                                         f"(stale after {p.stale_after:g} s)", now_mono, ts))
+                    continue
+            if p.mono is not None and p.rule.debounce_s > 0:
                 out += self._settle(p, now_mono, now_ts if now_ts is not None else time.time())
         return out
+
+    def _go_blind(self, p: _Point, quality: str, detail: str | None, now: float, ts: float) -> Transition:
+        """Fault or stale: the alarm is held as it is (a broken sensor neither raises nor clears),
+        and a debounce restarts from the next good value."""
+        p.quality, p.reason = quality, detail
+        p.condition.forget()
+        return self._point_event(p, FAULT, quality, detail, None, now, ts)
 
     def _settle(self, p: _Point, now: float, ts: float) -> list[Transition]:
         a = p.alarm
@@ -151,10 +177,13 @@ class AlarmBook:
             return [self._event(a, CLEARED, previous, now, ts, level=None, state="cleared")]
         a.level, a.level_ts, a.cause = level, ts, self._cause(p, new)
         if new > held:
-            # A worse situation needs people again: it sounds and wants a new acknowledgement.
             a.peak = level_at(max(new, rank(a.peak)))
-            a.silenced = a.acknowledged = False
-            a.silenced_by = a.acknowledged_by = None
+            if new > rank(a.silenced_at):
+                # A worse situation than anybody silenced needs people again: it sounds and wants a
+                # new acknowledgement. Back up to a level already silenced (a value wobbling across
+                # a threshold) stays silenced: one silence, not one per crossing.
+                a.silenced = a.acknowledged = False
+                a.silenced_by = a.acknowledged_by = None
             return [self._event(a, ESCALATED, previous, now, ts)]
         return [self._event(a, DEESCALATED, previous, now, ts)]
 
@@ -167,6 +196,7 @@ class AlarmBook:
         for a in self._select(alarm_id):
             if not a.silenced:
                 a.silenced, a.silenced_by = True, by
+                a.silenced_at = level_at(max(rank(a.level), rank(a.silenced_at)))
                 out.append(self._event(a, SILENCED, a.level, now, ts, by=by))
         return out
 
@@ -182,6 +212,7 @@ class AlarmBook:
             a.acknowledged, a.acknowledged_by = True, by
             if not a.silenced:
                 a.silenced, a.silenced_by = True, by
+            a.silenced_at = level_at(max(rank(a.level), rank(a.silenced_at)))
             out.append(self._event(a, ACKNOWLEDGED, a.level, now, ts, by=by))
             p = self._by_name[a.rule.name]
             if p.quality == GOOD:
@@ -202,6 +233,11 @@ class AlarmBook:
     # -- views -----------------------------------------------------------------------------
     def active(self) -> list[Alarm]:
         return [p.alarm for p in self._points.values() if p.alarm is not None]
+
+    def points(self) -> dict[str, dict]:
+        """The points that cannot be seen now (fault or stale), by rule name, for status."""
+        return {p.rule.name: {"quality": p.quality, "reason": p.reason, "alarm": p.alarm.id if p.alarm else None}
+                for p in self._points.values() if p.quality != GOOD}
 
     def get(self, alarm_id: str) -> Alarm | None:
         return next((a for a in self.active() if alarm_id in (a.id, a.rule.name)), None)
@@ -231,17 +267,32 @@ class AlarmBook:
                 continue
             peak = d.get("peak") if d.get("peak") in LEVELS else d["level"]
             # max_on_s silences by the clock of the run that sounded it, under its config: a new run
-            # (a reload, a rolled-back push that had shortened it) sounds the alarm again for its own
+            # (a restart, a rolled-back push that had shortened it) sounds the alarm again for its own
             # max_on_s. A person's silence or acknowledgement is kept.
             by_clock = d.get("silenced_by") == "max_on_s" and not d.get("acknowledged")
             silenced = bool(d.get("silenced")) and not by_clock
+            silenced_at = d.get("silenced_at") if d.get("silenced_at") in LEVELS and not by_clock else None
             p.alarm = Alarm(d["id"], p.rule, d["level"], peak, d.get("value"), d.get("unit") or "",
                             float(d.get("raised_ts") or 0.0), silenced,
                             bool(d.get("acknowledged")), None if by_clock else d.get("silenced_by"),
                             d.get("acknowledged_by"),
                             d.get("cause") if isinstance(d.get("cause"), str) else None,
                             d.get("level_ts") if isinstance(d.get("level_ts"), (int, float)) else None,
-                            d.get("label") if isinstance(d.get("label"), str) else None)
+                            d.get("label") if isinstance(d.get("label"), str) else None,
+                            silenced_at)
+        return skipped
+
+    def adopt(self, old: "AlarmBook") -> list[str]:
+        """A reload: take over `old`'s alarms and counters (as a restart's restore would). A rule
+        that did not change keeps everything, its debounce window and point health too, so a
+        reload neither re-raises nor clears anything by itself."""
+        skipped = self.restore(old.snapshot())
+        for key, p in self._points.items():
+            was = old._points.get(key)
+            if was is not None and was.rule == p.rule:
+                was.stale_after = p.stale_after  # a poll_s change moves the limit
+                self._points[key] = was
+                self._by_name[p.rule.name] = was
         return skipped
 
     # -- causes ----------------------------------------------------------------------------

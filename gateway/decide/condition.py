@@ -60,19 +60,33 @@ class PointCondition:
         # rank -> what asked for it the last time something did: ("above", level, threshold, value),
         # ("equals", level, code), ("rise"/"drop", level, change, spec). Names an alarm's cause.
         self._causes: dict[int, tuple] = {}
+        # The highest rank each side's thresholds reached during the alarm now held: a side's
+        # hysteresis holds only what that side raised (low pressure must not be held by the band
+        # under an over-pressure threshold the value never came near). None: not known yet.
+        self._reached: dict[str, int] | None = None
 
     def _want(self, value: float, mono: float, held: int) -> int:
         """The rank the value asks for (and feeds the rate windows). `held` (the alarm's rank) brings in hysteresis: a
-        level already held stays until the value is back past threshold -/+ hysteresis."""
+        level already held stays until the value is back past threshold -/+ hysteresis, on the side that raised it."""
         hyst = self.rule.hysteresis
+        if held == 0 or self._reached is None:
+            # No alarm: nothing reached. An alarm this condition never saw (restored after a restart):
+            # either side may have raised it, as before the split.
+            self._reached = {"above": held, "below": held}
+        reached = self._reached
+        raw_above = max((r for r, th in self._above if value >= th), default=0)
+        raw_below = max((r for r, th in self._below if value <= th), default=0)
+        reached["above"] = max(reached["above"], raw_above)
+        reached["below"] = max(reached["below"], raw_below)
+        hold_above, hold_below = min(held, reached["above"]), min(held, reached["below"])
         want = 0
         causes = {}
         for r, th in self._above:
-            if value >= th or (r <= held and value > th - hyst):
+            if value >= th or (r <= hold_above and value > th - hyst):
                 want = max(want, r)
                 causes.setdefault(r, ("above", r, th, value))
         for r, th in self._below:
-            if value <= th or (r <= held and value < th + hyst):
+            if value <= th or (r <= hold_below and value < th + hyst):
                 want = max(want, r)
                 causes.setdefault(r, ("below", r, th, value))
         for r, codes in self._equals:

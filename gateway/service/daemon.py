@@ -58,26 +58,33 @@ class Daemon:
         self._supervisor: threading.Thread | None = None
 
     # -- wiring ---------------------------------------------------------------------------
-    def start(self) -> "Daemon":
+    def start(self, handover: "Daemon | None" = None) -> "Daemon":
+        """Start every part. With `handover` (a reload), the running daemon's safety loop and
+        relays are taken over, reconfigured in place and never stopped (make before break); its
+        other parts are stopped here, each just before its successor starts. If this fails
+        after the take-over, the safety loop is left running for the next attempt to adopt."""
         from drivers.gpio import open_gpio
         from gateway.act.loop import SafetyLoop
         from gateway.act.safety import SafetyCore
         from gateway.service.notify import Watchdog
-
-        try:
-            return self._start(open_gpio, SafetyLoop, SafetyCore, Watchdog)
-        except BaseException:
-            self.stop()
-            raise
-
-    def _start(self, open_gpio, SafetyLoop, SafetyCore, Watchdog) -> "Daemon":  # noqa: N803
         from gateway.service.ownership import Ownership
 
+        try:
+            # Before anything is touched: a second daemon on this site is refused with the outbox,
+            # the ports and the relays of the first untouched (a reload's successor shares the
+            # process's locks, counted).
+            self.ownership = Ownership.of(self.cfg).acquire()
+            if handover is None:
+                self._start_safety(open_gpio, SafetyLoop, SafetyCore)
+            else:
+                self._take_over(handover)
+            return self._start(Watchdog)
+        except BaseException:
+            self.stop(reloading=self.safety is not None and handover is not None)
+            raise
+
+    def _start_safety(self, open_gpio, SafetyLoop, SafetyCore) -> None:  # noqa: N803
         cfg = self.cfg
-        # Before anything is touched: a second daemon on this site is refused with the outbox,
-        # the ports and the relays of the first untouched.
-        self.ownership = Ownership.of(cfg).acquire()
-        self.watchdog = Watchdog()
         if self._gpio is None:
             self._gpio = open_gpio(cfg.gpio)
         # Sirens first: what was sounding before a crash sounds again before anything touches the
@@ -94,10 +101,40 @@ class Daemon:
                 raise GatewayError("the safety loop did not restore the saved alarms within 10 s") from None
             log.warning("restored active alarms from %s: %s", self.state_file.path,
                         ", ".join(a["id"] for a in self.safety.status().get("alarms", [])) or "none active")
-        self._open_outbox()
-        self._quality = QualityWatch({(r.sensor, r.point) for r in cfg.rules})
-        self.acquisition = Acquisition(cfg, self._on_reading)
-        self.acquisition.start()
+
+    def _take_over(self, old: "Daemon") -> None:
+        """The reload's make before break: the old daemon lets go of its ports (acquisition,
+        control socket), the safety loop switches to the new rules and outputs without letting
+        a relay drop, readings flow again, and only then do the old recorder and uplink stop
+        (a slow SD commit there no longer silences anything)."""
+        if old.safety is None:
+            raise GatewayError("nothing to take over: the running daemon has no safety loop")
+        if old.cfg.gpio != self.cfg.gpio:
+            raise GatewayError("[gpio] changed: restart the gateway to switch GPIO backends")
+        old.stop_inputs(reloading=True)
+        self._gpio = old._gpio
+        try:
+            old.safety.reconfigure(self.cfg, on_transition=self._on_transition,
+                                   on_state=self.state_file.save).result(10)
+        except BaseException as e:
+            old.stop(reloading=True)  # whoever adopts the loop next opens the outbox again
+            if isinstance(e, TimeoutError):
+                raise GatewayError("the safety loop did not take the new configuration within 10 s") from None
+            raise
+        finally:
+            # The loop is ours now, whatever happened: a failed start leaves it for the next taker.
+            self.safety, old.safety, old._gpio = old.safety, None, None
+        # Transitions from now on reach this daemon (kept in _early until its outbox opens).
+        self._start_acquisition()
+        old.stop(reloading=True)
+
+    def _start(self, Watchdog) -> "Daemon":  # noqa: N803
+        cfg = self.cfg
+        self.watchdog = Watchdog()
+        if self.acquisition is None:
+            self._start_acquisition(outbox_first=True)
+        else:
+            self._open_outbox()
         self._start_uplink()
         self._start_control()
         allow = dict(self.acquisition.allowances(), safety=SAFETY_ALLOWANCE_S)
@@ -111,6 +148,13 @@ class Daemon:
         log.info("gateway %s %s running: %d sensors, %d rules, %d outputs", cfg.gateway.id, __version__,
                  len(cfg.sensors), len(cfg.rules), len(cfg.outputs))
         return self
+
+    def _start_acquisition(self, outbox_first: bool = False) -> None:
+        if outbox_first:
+            self._open_outbox()
+        self._quality = QualityWatch({(r.sensor, r.point) for r in self.cfg.rules})
+        self.acquisition = Acquisition(self.cfg, self._on_reading)
+        self.acquisition.start()
 
     def _open_outbox(self) -> None:
         from gateway.record import Outbox, Recorder, TelemetryAggregator
@@ -180,6 +224,30 @@ class Daemon:
                     self.recorder.submit(type_, fields, ts)
         self.events.append(type_, fields, ts)
 
+    # -- the public face the process side uses (gateway/service/process.py) -------------------
+    def record(self, type_: str, fields: dict, ts: float | None = None) -> None:
+        """An event into the outbox (an audit of a platform command, say), and the events ring."""
+        self._record(type_, fields, time.time() if ts is None else ts)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def healthy(self) -> bool:
+        """Fully up: every bus port open and its loop beating, the safety loop beating, and the
+        uplink online when the config has one."""
+        if not self.started or self.stopping or self.acquisition is None or self.safety is None:
+            return False
+        now = time.monotonic()
+        for lp in self.acquisition.loops:
+            if lp.port_error is not None or now - lp.heartbeat > lp.allowance_s:
+                return False
+        if not self.safety.alive(SAFETY_ALLOWANCE_S):
+            return False
+        if self.cfg.uplink is None:
+            return True
+        return self.uplink is not None and self.uplink.status().get("state") == "online"
+
     def _on_transition(self, t) -> None:
         """Runs on the safety loop's transition sink thread, never on the safety loop."""
         type_, fields = event_of(t)
@@ -188,7 +256,17 @@ class Daemon:
     def _supervise(self) -> None:
         while not self._stop.wait(SUPERVISE_S):
             now = time.monotonic()
-            beats = dict(self.acquisition.heartbeats(), safety=self.safety.heartbeat)
+            acquisition, safety = self.acquisition, self.safety
+            if acquisition is None or safety is None:
+                return  # handed over or stopping
+            for bus, why in acquisition.revive(now):
+                # The watchdog stays the last line: a loop that keeps dying stops beating for good.
+                ts = time.time()
+                self._record("fault", {"bus": bus, "component": "bus-loop", "state": "fault", "reason":
+                                       f"the bus loop died ({why}); restarted"}, ts)
+                self._record("fault", {"bus": bus, "component": "bus-loop", "state": "recovered",
+                                       "reason": "restarted"}, ts)
+            beats = dict(acquisition.heartbeats(), safety=safety.heartbeat)
             for name, last in beats.items():
                 if now - last < self._allow[name]:
                     self._hearts[name].beat()
@@ -200,24 +278,44 @@ class Daemon:
         return daemon_status(self)
 
     # -- shutdown -----------------------------------------------------------------------
-    def stop(self, reloading: bool = False) -> None:
-        """Everything stopped, in flow order. Safe after a start() that failed halfway."""
+    def stop_inputs(self, reloading: bool = False) -> None:
+        """A reload's first step: give up the control socket and the bus ports (their next owner
+        is the new daemon); the safety loop keeps sounding what it sounds."""
         from gateway.service.notify import sd_notify
 
+        if reloading and not self._stop.is_set():
+            sd_notify("RELOADING=1")  # STOPPING=1 would start systemd's stop timer and kill us
         self._stop.set()
         self.events.close()
-        if reloading:
-            sd_notify("RELOADING=1")  # STOPPING=1 would start systemd's stop timer and kill us
-        elif self.watchdog:
+        control, self.control = self.control, None
+        if control:
+            control.stop()
+        acquisition, self.acquisition = self.acquisition, None
+        if acquisition:
+            acquisition.stop()
+
+    def stop(self, reloading: bool = False) -> None:
+        """Everything stopped, in flow order. Safe after a start() that failed halfway, and twice.
+        `reloading`: the safety loop and the GPIO stay up for the next daemon to take over."""
+        if not reloading and not self._stop.is_set() and self.watchdog:
             self.watchdog.stopping()
-        if self.control:
-            self.control.stop()
-        if self.acquisition:
-            self.acquisition.stop()
+        self.stop_inputs(reloading)
         # A clean stop must not forget what was sounding: the state file is left as it is so the
         # next start sounds it again (a stop is not an acknowledgement).
-        if self.safety:
+        if self.safety and not reloading:
             self.safety.stop()
+            self.safety = None
+        self._stop_records()
+        if self._gpio is not None and self.safety is None:
+            cleanup = getattr(self._gpio, "cleanup", None)
+            if cleanup:
+                cleanup()
+        if self.ownership:
+            self.ownership.release()
+            self.ownership = None
+        log.info("gateway stopped" if self.safety is None else "gateway parts stopped; the safety loop runs on")
+
+    def _stop_records(self) -> None:
         if self.uplink:
             self.uplink.stop()
         if self.recorder:
@@ -226,10 +324,5 @@ class Daemon:
             self.outbox.close()
         if self.watchdog:
             self.watchdog.stop()
-        cleanup = getattr(self._gpio, "cleanup", None)
-        if cleanup:
-            cleanup()
-        if self.ownership:
-            self.ownership.release()
-        log.info("gateway stopped")
+        self.uplink = self.recorder = self.outbox = self.watchdog = None
 

@@ -44,6 +44,10 @@ class EventRing:
     def __len__(self) -> int:
         return len(self._ring)
 
+    def __iter__(self):
+        """A copy of what the ring holds, oldest first (safe while events are appended)."""
+        return iter(self.snapshot()[0])
+
 
 def iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"

@@ -12,15 +12,17 @@ import threading
 import time
 
 from gateway.config.model import Config
-from gateway.service.daemon import SAFETY_ALLOWANCE_S, Daemon
+from gateway.service.daemon import Daemon
 from gateway.errors import GatewayError
 
 log = logging.getLogger("gateway.service.daemon")
 
 
 def _reload(d: Daemon, new: Config, make, current: CurrentDaemon, handler, stopping: list):
-    """Swap the running Daemon for one on `new`. If the new one cannot start, the old config runs
-    again (and a config push's watch, which outlives this, rolls the file back)."""
+    """Swap the running Daemon for one on `new`, make before break: the new daemon takes over the
+    running safety loop and its relays (Daemon.start(handover=...)), so an active alarm keeps
+    sounding through the reload. If the new one cannot start, a daemon on the old config takes
+    the loop over again (and a config push's watch, which outlives this, rolls the file back)."""
     keys = None
     if new.commands and handler is not None:
         from gateway.commands.keys import load_public_keys
@@ -30,29 +32,35 @@ def _reload(d: Daemon, new: Config, make, current: CurrentDaemon, handler, stopp
         except GatewayError as e:
             log.error("not reloading %s: %s", new.path, e)
             return d, handler
+    if stopping:  # SIGTERM came meanwhile: do not start what is about to be stopped
+        return d, handler
     log.warning("reloading configuration %s", new.path)
     _let_replies_go(d)
     old_cfg = d.cfg
-    # Active alarms are in the state file: the new daemon sounds them again at once
-    # (the relays drop for the moment between the two, well under a second).
-    d.stop(reloading=True)
-    if stopping:  # SIGTERM came meanwhile: do not start what is about to be stopped
-        return d, handler
+    n = None
     try:
-        d = make(new)
-        current.d = d
+        n = make(new)
+        current.d = n
         if new.commands and handler is None:
             handler = _command_handler(current)
         elif handler is not None:
             handler.keys = keys or []
-        d.start()
-        return d, handler
+        n.start(handover=d)
+        return n, handler
     except Exception:  # noqa: BLE001 - whatever broke, the sirens must come back on the old config
         log.exception("configuration %s could not be applied; going back to %s", new.path, old_cfg.path)
-    d = make(old_cfg)
-    current.d = d
-    d.start()  # if even the old config cannot start, the process exits and systemd restarts it
-    return d, handler
+    owner = n if n is not None and n.safety is not None else d  # who holds the safety loop now
+    back = make(old_cfg)
+    current.d = back
+    try:
+        back.start(handover=owner)
+    except BaseException:
+        # Even the old config cannot start: everything off, the process exits, systemd restarts it
+        # (and the restart sounds the saved alarms again).
+        for x in (back, owner):
+            x.stop()
+        raise
+    return back, handler
 
 
 def _let_replies_go(d: Daemon, timeout: float = 2.0) -> None:
@@ -100,6 +108,29 @@ def run_daemon(cfg: Config) -> int:
             listener.stop()
 
 
+class ReloadRequests:
+    """Configurations asked for (control socket `reload`, a config push), from any thread; the
+    newest wins. Taking is one step under a lock: reading the newest and then clearing the list
+    in two lines lost a request that came in between."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._newest = None
+
+    def put(self, cfg) -> None:
+        with self._lock:
+            self._newest = cfg
+
+    def pending(self) -> bool:
+        with self._lock:
+            return self._newest is not None
+
+    def take(self):
+        with self._lock:
+            new, self._newest = self._newest, None
+            return new
+
+
 class CurrentDaemon:
     """What outlives a reload: the platform's command channel (and a config push's rollback watch)
     talks to whichever Daemon runs now."""
@@ -122,7 +153,7 @@ class CurrentDaemon:
         self.d.request_reload(cfg)
 
     def audit(self, fields: dict) -> None:
-        self.d._record("audit", fields, time.time())
+        self.d.record("audit", fields)
 
     def reply(self, payload: dict) -> None:
         if self.d.uplink is not None:
@@ -134,20 +165,9 @@ class CurrentDaemon:
         self.d.uplink.rebirth()
 
     def healthy(self, config_hash: str) -> bool:
-        """The daemon running *that* config is fully up: every bus port open and its loop beating,
-        the safety loop beating, and the uplink online when the config has one."""
+        """The daemon running *that* config is fully up (Daemon.healthy)."""
         d = self.d
-        if d.cfg.text_hash != config_hash or not d.started or d._stop.is_set():
-            return False
-        now = time.monotonic()
-        for lp in d.acquisition.loops:
-            if lp.port_error is not None or now - lp.heartbeat > lp.allowance_s:
-                return False
-        if not d.safety.alive(SAFETY_ALLOWANCE_S):
-            return False
-        if d.cfg.uplink is None:
-            return True
-        return d.uplink is not None and d.uplink.status().get("state") == "online"
+        return d.cfg.text_hash == config_hash and d.healthy()
 
 
 def _command_handler(current: CurrentDaemon):
@@ -162,13 +182,13 @@ def _command_handler(current: CurrentDaemon):
 
 def _run(cfg: Config) -> int:
     wake = threading.Event()
-    pending: list[Config] = []
+    pending = ReloadRequests()
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: (stopping.append(1), wake.set()))
     signal.signal(signal.SIGINT, lambda *_: (stopping.append(1), wake.set()))
 
     def reload(new: Config) -> None:
-        pending.append(new)
+        pending.put(new)
         wake.set()
 
     handler = None
@@ -191,9 +211,8 @@ def _run(cfg: Config) -> int:
             wake.clear()
             if stopping:
                 return 0
-            if pending:
-                new = pending[-1]  # the newest request wins; older ones are superseded
-                pending.clear()
+            new = pending.take()  # the newest request wins; older ones are superseded
+            if new is not None:
                 d, handler = _reload(d, new, make, current, handler, stopping)
                 if stopping:
                     return 0
