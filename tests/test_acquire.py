@@ -248,5 +248,11 @@ def test_latest_marks_old_values_stale(tmp_path):
         acq = Acquisition(cfg)
         acq.read_once()
     [fresh] = acq.latest()
-    [old] = acq.latest(now=fresh.mono + 3.5)  # stale_after defaults to 3 x poll_s
-    assert fresh.quality == GOOD and old.quality == STALE and old.value == 3.0
+    from gateway.acquire.quality import stale_limits
+
+    # stale_after defaults to 3 polls plus one worst round of the bus (gateway.acquire.quality)
+    limit = stale_limits(cfg)[("level-1", "level")]
+    assert 3.0 < limit <= 10.0
+    [still] = acq.latest(now=fresh.mono + limit - 0.1)
+    [old] = acq.latest(now=fresh.mono + limit + 0.1)
+    assert fresh.quality == GOOD and still.quality == GOOD and old.quality == STALE and old.value == 3.0

@@ -112,7 +112,9 @@ def run_sim(cfg: Config, scenario_name: str, speed: float = 1.0, duration: float
     sim = Simulation(cfg, scenario)
     sim.start()
     stop = threading.Event()
+    # SIGINT too, explicitly: a sim started in the background of a script inherits SIGINT ignored
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     print(f"simulating {len(sim.sensors)} sensors, scenario '{scenario.name}': {scenario.description}", flush=True)
     start = time.monotonic()
     last_print = -10.0

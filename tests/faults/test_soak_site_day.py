@@ -44,7 +44,7 @@ def site_day(tmp_path, broker, rx, gateways, summaries: int):
     with contextlib.ExitStack() as stack:
         sims = [stack.enter_context(SimBus.tcp("127.0.0.1", 0)) for _ in range(BUSES)]
         path = write_config(tmp_path, body([s.port for s in sims]), broker_port=broker.port,
-                            outbox=f"telemetry_period_s = {60 / COMPRESSION}\nstatus_period_s = {60 / COMPRESSION}\n"
+                            outbox=f"telemetry_period_s = {60 / COMPRESSION}\nstatus_period_s = 0.5\n"  # the range floor
                                    "deadband = 0.05")
         profile = load_config(path).sensors["level-00"].profile
         for i in range(SENSORS):
