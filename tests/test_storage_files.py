@@ -231,6 +231,7 @@ def test_an_outbox_deleted_while_open_is_recreated_and_seq_continues(tmp_path):
         assert rec.flush(5)
     finally:
         rec.stop()
+        ob.close()  # the daemon holds the file exclusively while it runs
     con = sqlite3.connect(path)
     rows = [json.loads(b) for (b,) in con.execute("SELECT body FROM events ORDER BY seq")]
     assert [r["type"] for r in rows][-2:] == ["gap", "alarm"] and rows[-1]["seq"] > 5

@@ -27,7 +27,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "uplink": ("host", "port", "topic_root", "client_id", "protocol", "keepalive_s",
                "username", "password", "tls", "replay_per_s", "inflight_max"),
     "uplink.tls": ("ca", "cert", "key"),
-    "outbox": ("max_rows", "max_mb", "telemetry_period_s", "deadband", "status_period_s"),
+    "outbox": ("max_rows", "max_mb", "telemetry_period_s", "deadband", "status_period_s", "commit_s"),
     "commands": ("platform_keys",),
     # a profile file (config/profiles/*.toml)
     "profile": ("name", "kind", "description", "frame", "pattern", "points"),

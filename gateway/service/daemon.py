@@ -45,13 +45,14 @@ class Daemon:
         self._events_cv = threading.Condition()
         self.state_file = AlarmStateFile(cfg.gateway.data_dir)
         self._gpio = gpio
-        self.recorder = self.outbox = self.uplink = self.control = None
+        self.outbox = self.uplink = self.control = None
         self.cert_expiry = None
         self.started = False  # every part is up (config push's health check waits for this)
         self.safety = self.acquisition = self.watchdog = None
-        # Events before the outbox opened (bounded: an outbox that never opens must not grow memory).
-        self._early: collections.deque = collections.deque(maxlen=10_000)
-        self._record_lock = threading.Lock()
+        # The outbox's one writer, from the start: events before the outbox opens wait in its lanes.
+        from gateway.record import Recorder, TelemetryAggregator
+        self.recorder = Recorder(None, TelemetryAggregator(cfg.outbox.telemetry_period_s, cfg.outbox.deadband),
+                                 status_period_s=cfg.outbox.status_period_s, commit_s=cfg.outbox.commit_s)
         self._stop = threading.Event()
         self.request_reload = None  # set by run_daemon: callable(new_config)
         self.on_command = None  # set by run_daemon: callable(name, payload) from the uplink thread
@@ -81,7 +82,10 @@ class Daemon:
                                  on_transition=self._on_transition, on_state=self.state_file.save,
                                  tick_s=SAFETY_TICK_S)
         self.safety.start()
-        snapshot = self.state_file.load()
+        snapshot = self.state_file.load()  # checked; a damaged file is moved aside, never a crash
+        self.state_file.reserve()
+        if self.state_file.fault_event():
+            self._record("fault", self.state_file.fault_event(), time.time())
         if snapshot:
             try:
                 self.safety.restore(snapshot).result(10)  # problems (a rule that is gone) are logged by the loop
@@ -108,23 +112,19 @@ class Daemon:
         return self
 
     def _open_outbox(self) -> None:
-        from gateway.record import Outbox, Recorder, TelemetryAggregator
+        from gateway.record import Outbox
         from gateway.record.health import Health
+        from gateway.record.seqmark import SeqMark
 
-        path = os.path.join(self.cfg.gateway.data_dir, "outbox.sqlite")
-        try:
-            self.outbox = Outbox(path, self.cfg.gateway.id, self.cfg.outbox)
-        except OutboxError as e:  # sirens must not depend on the disk: run, say it loudly
-            log.error("OUTBOX UNAVAILABLE, events are not being kept: %s", e)
+        data_dir = self.cfg.gateway.data_dir
+        try:  # recover=True: a damaged or unwritable file is moved aside or retried, never raised
+            self.outbox = Outbox(os.path.join(data_dir, "outbox.sqlite"), self.cfg.gateway.id, self.cfg.outbox,
+                                 mark=SeqMark(data_dir), recover=True)
+        except (OutboxError, OSError) as e:  # sirens must not depend on the disk: run, say it loudly
+            log.error("OUTBOX UNAVAILABLE, events wait in memory (bounded): %s", e)
             return
-        tele = TelemetryAggregator(self.cfg.outbox.telemetry_period_s, self.cfg.outbox.deadband)
-        recorder = Recorder(self.outbox, tele, health=Health(self.outbox, self.cfg.gateway.data_dir),
-                                 status_period_s=self.cfg.outbox.status_period_s).start()
-        with self._record_lock:
-            for type_, fields, ts in self._early:
-                recorder.submit(type_, fields, ts)
-            self._early.clear()
-            self.recorder = recorder
+        health = Health(self.outbox, data_dir, recorder=self.recorder, state_file=self.state_file)
+        self.recorder.attach(self.outbox, health).start()
 
     def _start_uplink(self) -> None:
         if self.cfg.uplink is None or self.outbox is None:
@@ -139,7 +139,8 @@ class Daemon:
             log.warning("client certificate %s expires on %s (%.0f days): renew it before the uplink stops",
                         tls.cert, self.cert_expiry["not_after"], self.cert_expiry["days_left"])
         birth = {"firmware": __version__, "config_hash": self.cfg.text_hash, "sensors": list(self.cfg.sensors)}
-        self.uplink = Uplink(self.cfg.uplink, self.outbox, self.cfg.gateway.id, birth, on_command=self.on_command)
+        self.uplink = Uplink(self.cfg.uplink, self.outbox, self.cfg.gateway.id, birth, on_command=self.on_command,
+                             writer=self.recorder, record=self._record)
         self.uplink.start()
 
     def _start_control(self) -> None:
@@ -156,21 +157,13 @@ class Daemon:
     # -- the flow ------------------------------------------------------------------------
     def _on_reading(self, r) -> None:
         self.safety.submit(r)  # first: the siren does not wait for the telemetry queue
-        if self.recorder is not None:
-            self.recorder.reading(r)
+        self.recorder.reading(r)
         change = self._quality.change(r)
         if change is not None:
             self._record("fault", change, r.ts)
 
     def _record(self, type_: str, fields: dict, ts: float) -> None:
-        if self.recorder is not None:
-            self.recorder.submit(type_, fields, ts)
-        else:
-            with self._record_lock:
-                if self.recorder is None:
-                    self._early.append((type_, fields, ts))
-                else:
-                    self.recorder.submit(type_, fields, ts)
+        self.recorder.submit(type_, fields, ts)  # never blocks; alarms have a lane of their own
         with self._events_cv:
             self.events.append({"type": type_, "ts": _iso(ts), **fields})
             self.events_total += 1
@@ -207,6 +200,7 @@ class Daemon:
               "uplink": (dict(self.uplink.status(), certificate=self.cert_expiry) if self.uplink
                          else {"state": "offline (no [uplink])"}),
               "outbox": self._outbox_stats(),
+              "recorder": self.recorder.stats(), "alarm_state": self.state_file.stats(),
               "watchdog_stale": [n for n, _ in self.watchdog.stale()] if self.watchdog else []}
         return st
 
@@ -245,7 +239,7 @@ class Daemon:
             self.safety.stop()
         if self.uplink:
             self.uplink.stop()
-        if self.recorder:
+        if self.recorder.alive():
             self.recorder.stop()
         if self.outbox:
             self.outbox.close()
