@@ -37,7 +37,8 @@ def steps(quick: bool) -> list[tuple[str, str, dict]]:
     s += [("outbox", "outbox_drain", {"events": 20_000 if q else 100_000, "ingest_n": 20_000 if q else 100_000}),
           ("load", "daemon_load", {"warmup_s": 2.0 if q else 8.0, "window_s": 6.0 if q else 30.0}),
           ("cold_start", "cold_start", {"runs": 3 if q else 5, "cli_runs": 5 if q else 15,
-                                        "calls": 50 if q else 300})]
+                                        "calls": 50 if q else 300}),
+          ("write_volume", "write_volume", {"warmup_s": 5.0 if q else 15.0, "window_s": 30.0 if q else 90.0})]
     return s
 
 

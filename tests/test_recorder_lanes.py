@@ -167,3 +167,56 @@ def test_the_sender_forgets_what_the_outbox_has_marked(tmp_path):
     assert sender.counts["delivered"] == 5000
     assert len(sender._sent) <= 40 and len(sender._unacked_ever) <= 40
     assert ob.stats()["pending"] == 0
+
+
+def test_every_lane_and_map_is_driven_past_its_bound(tmp_path, monkeypatch):
+    """Bounded by construction: the held alarms while the disk is gone, the delivery marks, the Sender's
+    sent/unacked maps. Past each bound the excess is counted, never kept."""
+    from gateway.record import intake
+    from gateway.sync import sender as sender_mod
+
+    ob = Outbox(tmp_path / "o.db", GW)
+    ob.db.execute(f"PRAGMA max_page_count = {ob.db.execute('PRAGMA page_count').fetchone()[0]}")  # disk full
+    rec = Recorder(ob, held_max=30, retry_s=60).start()
+    try:
+        for _ in range(50):
+            rec.submit("alarm", alarm() | {"pad": "x" * 3000})
+        assert rec.flush(5)
+        st = rec.stats()
+        assert st["held"] == 30 and st["dropped_unwritable"] >= 20
+    finally:
+        rec.stop()
+    monkeypatch.setattr(intake, "MARKS_MAX", 100)
+    lanes = intake.Intake(10, 10)
+    lanes.mark([(i, None) for i in range(150)])
+    assert lanes.dropped_marks == 50 and len(lanes.take().marks) == 100
+    monkeypatch.setattr(sender_mod, "SENT_MAX", 10)
+    s = Sender(Outbox(tmp_path / "p.db", GW), 1000, TokenBucket(1e9), 1 << 20)
+    for i in range(1, 30):
+        s.sent(i, Pending(i, 3, "telemetry", 0.0, "{}"), False)
+    assert len(s._sent) == 10 and len(s._unacked_ever) == 10
+
+
+def test_the_uplinks_writes_go_through_the_recorder(tmp_path):
+    """One writer: a refused message is marked failed and its fault recorded by the Recorder, with the
+    daemon's record callback (so it also reaches `gateway events`), never by the uplink thread."""
+    from gateway.config.model import Uplink as UplinkConfig
+    from gateway.sync import Uplink
+
+    ob = Outbox(tmp_path / "o.db", GW)
+    seq = ob.add("telemetry", {"i": 1})
+    recorded = []
+    rec = Recorder(ob, commit_s=0.1).start()
+    up = Uplink(UplinkConfig(host="127.0.0.1", port=1), ob, GW, {}, writer=rec,
+                record=lambda t, f, ts: (recorded.append((t, f)), rec.submit(t, f, ts)))
+    writes = []
+    ob.add = ob.add_many = lambda *a, **kw: writes.append(a)  # the uplink must not call these
+    try:
+        up._poison(Pending(seq, 3, "telemetry", 0.0, "{}"), "too large")
+        wait_until(lambda: ob.db.execute("SELECT state FROM events WHERE seq = ?", (seq,)).fetchone()[0] == 2,
+                   timeout=5, what="marked failed by the writer")
+        assert rec.flush(5)
+    finally:
+        rec.stop()
+    assert not writes and recorded[0][1]["failed_seq"] == seq
+    assert any(r["type"] == "fault" and r.get("failed_seq") == seq for r in rows(ob))

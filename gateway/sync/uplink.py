@@ -67,9 +67,8 @@ class Uplink:
         self.gateway_id = gateway_id
         self.birth_info = dict(birth_info or {})
         self.on_command = on_command  # on_command(name, payload: bytes), called on the uplink thread
-        # One writer owns the outbox: with `writer` (the Recorder) delivery marks, failed marks and
-        # housekeeping go through it, and fault events through `record(type, fields, ts)` (the
-        # daemon's, so they also reach `gateway events`). Without, this thread writes itself.
+        # One writer owns the outbox: with `writer` (the Recorder) marks and housekeeping go through it,
+        # fault events through `record(type, fields, ts)` (the daemon's: `gateway events` sees them).
         self.writer = writer
         self.record = record or (writer.submit if writer is not None else None)
         self._marked: queue.SimpleQueue = queue.SimpleQueue()  # seqs the writer has marked
