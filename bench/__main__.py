@@ -38,7 +38,7 @@ def steps(quick: bool) -> list[tuple[str, str, dict]]:
           ("load", "daemon_load", {"warmup_s": 2.0 if q else 8.0, "window_s": 6.0 if q else 30.0}),
           ("cold_start", "cold_start", {"runs": 3 if q else 5, "cli_runs": 5 if q else 15,
                                         "calls": 50 if q else 300}),
-          ("write_volume", "write_volume", {"warmup_s": 5.0 if q else 15.0, "window_s": 30.0 if q else 90.0})]
+          ("write_volume", "write_volume", {"warmup_s": 5.0 if q else 15.0, "window_s": 30.0 if q else 180.0})]
     return s
 
 

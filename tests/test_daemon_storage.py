@@ -71,3 +71,22 @@ def test_damaged_alarm_state_and_outbox_at_start_the_daemon_runs_and_says_so(tmp
     assert "Traceback" not in out
     assert any(p.name.startswith("outbox.sqlite.corrupt-") for p in var.iterdir())
     assert any(p.name.startswith("alarms.json.corrupt-") for p in var.iterdir())
+
+
+def test_a_fatal_signal_is_logged_before_the_process_dies(tmp_path):
+    """SIGBUS (a mapped file whose disk went away) or SIGSEGV: the journal says why, with every
+    thread's stack, so the restart that follows is explained."""
+    import signal
+
+    with SimBus.tcp("127.0.0.1", 0) as sim:
+        path = write_config(tmp_path, GW, sim.port)
+        sim.add_device(1, load_config(path).sensors["garage-b2-water"].profile, {"level": 2.0})
+        proc = run_daemon(path)
+        try:
+            wait_for(lambda: (tmp_path / "var" / "control.sock").exists(), 20, what="daemon up")
+            proc.send_signal(signal.SIGBUS)
+            proc.wait(10)
+        finally:
+            out = stop_daemon(proc)
+    assert proc.returncode == -signal.SIGBUS
+    assert "Fatal Python error: Bus error" in out and "Thread" in out

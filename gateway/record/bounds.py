@@ -11,6 +11,7 @@ import sqlite3
 import time
 
 from gateway.record import envelope
+from gateway.record.outbox_file import PENDING_ROW
 
 log = logging.getLogger("gateway.record.outbox")
 TELEMETRY_PRIORITY = envelope.PRIORITY[envelope.TELEMETRY]
@@ -43,14 +44,14 @@ class Bounds:
         try:
             with self.db.atomic():
                 gone = [r[0] for r in self.db.execute(
-                    "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE state = 0 AND priority = ? "
+                    f"DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE {PENDING_ROW} AND priority = ? "
                     "ORDER BY seq LIMIT ?) RETURNING seq", (TELEMETRY_PRIORITY, need)).fetchall()]
                 merged = []
                 if gone:
                     # earlier undelivered eviction notices fold into this one: their ranges, their counts
                     # and their own seqs, so gap notices cannot grow past the bound in a long outage
                     merged = self.db.execute(
-                        "DELETE FROM events WHERE state = 0 AND type = 'gap' AND "
+                        f"DELETE FROM events WHERE {PENDING_ROW} AND type = 'gap' AND "
                         "json_extract(body, '$.reason') = 'evicted' RETURNING seq, json_extract(body, '$.from_seq'), "
                         "json_extract(body, '$.to_seq'), json_extract(body, '$.count')").fetchall()
                     lo = min([*gone, *(m[1] for m in merged)])

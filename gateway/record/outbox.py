@@ -36,7 +36,8 @@ from gateway.record.clock import SyncState, boot_id
 
 log = logging.getLogger(__name__)
 
-PENDING, DELIVERED, FAILED = 0, 1, 2
+PENDING, DELIVERED, FAILED = 0, 1, 2  # DELIVERED: in the `delivered` table, not a state value
+_PENDING = files.PENDING_ROW
 SCHEMA = files.SCHEMA
 
 
@@ -136,7 +137,7 @@ class Outbox(Bounds):
             next_seq = self._load_next_seq(db)
             rows = db.execute("SELECT count(*) FROM events").fetchone()[0]
             depth = dict.fromkeys(envelope.PRIORITY_NAMES, 0)
-            for prio, n in db.execute("SELECT priority, count(*) FROM events WHERE state = 0 GROUP BY priority"):
+            for prio, n in db.execute(f"SELECT priority, count(*) FROM events WHERE {_PENDING} GROUP BY priority"):
                 depth[prio] = n
             self._check_gateway_id(db)
         except BaseException:
@@ -278,14 +279,14 @@ class Outbox(Bounds):
                             rows)
                     for i in range(0, len(delivered), 500):
                         chunk = delivered[i:i + 500]
-                        done += self.db.execute(
-                            f"UPDATE events SET state = {DELIVERED}, done_at = ? WHERE seq IN "
-                            f"({','.join('?' * len(chunk))}) AND state = 0 RETURNING priority, state",
-                            (now, *chunk)).fetchall()
+                        found = self.db.execute(f"SELECT seq, priority FROM events WHERE seq IN "
+                                                f"({','.join('?' * len(chunk))}) AND {_PENDING}", chunk).fetchall()
+                        self.db.conn.executemany("INSERT INTO delivered VALUES (?)", [(r[0],) for r in found])
+                        done += [(r[1], DELIVERED) for r in found]
                     for seq, reason in failed:
                         done += self.db.execute(
                             f"UPDATE events SET state = {FAILED}, done_at = ?, reason = ? WHERE seq = ? "
-                            f"AND state = 0 RETURNING priority, state", (now, reason, seq)).fetchall()
+                            f"AND {_PENDING} RETURNING priority, state", (now, reason, seq)).fetchall()
             finally:
                 if durable:
                     self.db.execute("PRAGMA synchronous=NORMAL")
@@ -304,13 +305,13 @@ class Outbox(Bounds):
         # NOT INDEXED: a rowid range scan of the few live rows beats walking the pending index
         # past a long backlog.
         return self._select("SELECT seq, priority, type, ts, body FROM events NOT INDEXED "
-                            "WHERE seq >= ? AND state = 0 ORDER BY priority, seq LIMIT ?",
+                            f"WHERE seq >= ? AND {_PENDING} ORDER BY priority, seq LIMIT ?",
                             (from_seq, limit))
 
     def backlog(self, below_seq: int, after: tuple[int, int], limit: int) -> list[Pending]:
         """Pending events with seq < below_seq in (priority, seq) order, strictly after `after`."""
         return self._select("SELECT seq, priority, type, ts, body FROM events "
-                            "WHERE state = 0 AND (priority, seq) > (?, ?) AND seq < ? "
+                            f"WHERE {_PENDING} AND (priority, seq) > (?, ?) AND seq < ? "
                             "ORDER BY priority, seq LIMIT ?", (*after, below_seq, limit))
 
     def _select(self, sql: str, params: tuple) -> list[Pending]:
@@ -339,8 +340,10 @@ class Outbox(Bounds):
                 return 0
             try:
                 with self.db.atomic():
-                    n = self.db.execute("DELETE FROM events WHERE state != 0 AND "
-                                        "(state = 1 OR done_at < ?)", (time.time() - keep_failed_s,)).rowcount
+                    # delivered rows go mostly in seq order: whole pages are freed, not rewritten
+                    n = self.db.execute("DELETE FROM events WHERE seq IN (SELECT seq FROM delivered) OR "
+                                        "(state = 2 AND done_at < ?)", (time.time() - keep_failed_s,)).rowcount
+                    self.db.execute("DELETE FROM delivered")
             except sqlite3.Error as e:
                 raise self._error("housekeep", e) from e
             self._rows -= n
@@ -353,7 +356,7 @@ class Outbox(Bounds):
         try:
             oldest = None
             for prio in envelope.PRIORITY_NAMES:
-                row = self.db.execute("SELECT ts FROM events WHERE state = 0 AND priority = ? "
+                row = self.db.execute(f"SELECT ts FROM events WHERE {_PENDING} AND priority = ? "
                                       "ORDER BY seq LIMIT 1", (prio,)).fetchone()
                 if row and (oldest is None or row[0] < oldest):
                     oldest = row[0]
@@ -397,11 +400,12 @@ class Outbox(Bounds):
     # -- internals -----------------------------------------------------------------------------
     def _lowest_pending(self) -> int:
         try:
-            rows = [self.db.execute("SELECT min(seq) FROM events WHERE state = 0 AND priority = ?",
-                                    (p,)).fetchone()[0] for p in envelope.PRIORITY_NAMES]
+            rows = [self.db.execute(f"SELECT seq FROM events WHERE {_PENDING} AND priority = ? ORDER BY seq "
+                                    "LIMIT 1", (p,)).fetchone() for p in envelope.PRIORITY_NAMES]
+            rows = [r[0] for r in rows if r]
         except sqlite3.Error:
             return 1
-        return min([r for r in rows if r is not None] or [self._next_seq])
+        return min(rows or [self._next_seq])
 
     @staticmethod
     def _load_next_seq(db) -> int:

@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS events (
     priority INTEGER NOT NULL,              -- 0 alarm, 1 fault, 2 audit/status/gap, 3 telemetry
     type TEXT NOT NULL,
     ts REAL NOT NULL,                       -- wall clock of the event (unix seconds)
-    state INTEGER NOT NULL DEFAULT 0,       -- 0 pending, 1 delivered (PUBACK), 2 failed
+    state INTEGER NOT NULL DEFAULT 0,       -- 0 pending (unless in `delivered`), 2 failed
     done_at REAL,                           -- when it was delivered or failed
     reason TEXT,                            -- why it failed
     body TEXT NOT NULL                      -- the envelope as published (replay flag flipped on send)
@@ -37,8 +37,12 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_pending ON events(priority, seq) WHERE state = 0;
 CREATE INDEX IF NOT EXISTS events_done ON events(seq) WHERE state != 0;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+-- PUBACKed seqs until housekeeping deletes them with their events. A delivery mark is a few bytes in
+-- this table's last page, not a rewrite of the event's row and of two indexes (the SD card's bytes).
+CREATE TABLE IF NOT EXISTS delivered (seq INTEGER PRIMARY KEY);
 """
-PAGE_SIZE = 1024
+# an event row that is still to be sent (state 0 and not in `delivered`)
+PENDING_ROW = "state = 0 AND NOT EXISTS (SELECT 1 FROM delivered d WHERE d.seq = events.seq)"
 CORRUPT = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
 NO_ROOM = {"SQLITE_FULL"}
 UNWRITABLE = {"SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_PERM"}
@@ -53,9 +57,6 @@ def is_corrupt(e: sqlite3.Error) -> bool:
 def connect(path: str) -> sqlite_utils.Database:
     conn = sqlite3.connect(path, check_same_thread=False, timeout=10)
     try:
-        # 1 KB pages (a new file only): a group commit appends a few pages to the WAL, and 1 KB frames
-        # make a third of the SD-card writes that 4 KB ones do (bench/write_volume.py)
-        conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
         conn.execute("PRAGMA locking_mode=EXCLUSIVE")  # before WAL: no -shm, no mmap (see above)
         db = sqlite_utils.Database(conn)
         db.enable_wal()
@@ -85,6 +86,7 @@ def claim(db: sqlite_utils.Database) -> str:
     with db.atomic():
         db.execute("INSERT OR REPLACE INTO meta VALUES ('outbox_id', ?)", (outbox_id,))
         db.execute("INSERT OR REPLACE INTO meta VALUES ('opened_at', ?)", (str(time.time()),))
+        db.execute("DELETE FROM events WHERE state = 1")  # delivered rows of a file from earlier firmware
     return outbox_id
 
 

@@ -53,7 +53,7 @@ class Recorder:
         self._held_max = held_max
         self._retry_s = retry_s
         self._commit_s = commit_s
-        self._housekeep_s = housekeep_s if housekeep_s is not None else max(30.0, 6 * commit_s)
+        self._housekeep_s = housekeep_s if housekeep_s is not None else 6 * commit_s
         self._check_file_s = check_file_s
         self._on_error = on_error  # called (from this thread) with the OutboxError on the first failure
         self._health = health  # callable -> `status` event fields, recorded every status_period_s

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import collections
+import faulthandler
 import logging
 import os
 import threading
@@ -73,6 +74,10 @@ class Daemon:
 
     def _start(self, open_gpio, SafetyLoop, SafetyCore, Watchdog) -> "Daemon":  # noqa: N803
         cfg = self.cfg
+        # A fatal signal (SIGBUS from a disk that went away under a mapping, SIGSEGV in a C library)
+        # prints every thread's stack to the journal before the process dies; systemd restarts it
+        # and the saved alarm state sounds the sirens again.
+        faulthandler.enable()
         self.watchdog = Watchdog()
         if self._gpio is None:
             self._gpio = open_gpio(cfg.gpio)
