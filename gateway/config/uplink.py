@@ -77,7 +77,7 @@ def build_outbox(top: Table) -> Outbox:
                   telemetry_period_s=float(t.number("telemetry_period_s", 60.0, gt=0)),
                   deadband=float(t.number("deadband", 0.05, ge=0)),
                   status_period_s=float(t.number("status_period_s", 60.0, gt=0)),
-                  commit_s=float(t.number("commit_s", 10.0, gt=0, le=300)))
+                  commit_s=float(t.number("commit_s", 30.0, gt=0, le=300)))
 
 
 def build_commands(top: Table, base: Path) -> Commands | None:

@@ -52,8 +52,10 @@ class Daemon:
         self.safety = self.acquisition = self.watchdog = None
         # The outbox's one writer, from the start: events before the outbox opens wait in its lanes.
         from gateway.record import Recorder, TelemetryAggregator
-        self.recorder = Recorder(None, TelemetryAggregator(cfg.outbox.telemetry_period_s, cfg.outbox.deadband),
-                                 status_period_s=cfg.outbox.status_period_s, commit_s=cfg.outbox.commit_s)
+        ob = cfg.outbox  # a group commit never holds telemetry or status longer than their own period
+        self.recorder = Recorder(None, TelemetryAggregator(ob.telemetry_period_s, ob.deadband),
+                                 status_period_s=ob.status_period_s,
+                                 commit_s=min(ob.commit_s, ob.telemetry_period_s, ob.status_period_s))
         self._stop = threading.Event()
         self.request_reload = None  # set by run_daemon: callable(new_config)
         self.on_command = None  # set by run_daemon: callable(name, payload) from the uplink thread
