@@ -66,7 +66,7 @@ class Pending(NamedTuple):
     body: str
 
 
-class Outbox(Bounds):
+class Outbox(Bounds, files.FileLife):
     """The durable queue of events waiting for the platform (one SQLite file, one writer thread)."""
 
     def __init__(self, path: str | os.PathLike, gateway_id: str, limits: OutboxLimits | None = None, *,
@@ -147,59 +147,6 @@ class Outbox(Bounds):
         self.state, self.needs_reopen, self.last_error = "ok", False, None
         self._continue_above_the_mark()
         self._refresh()
-
-    def _lost(self, reason: str, moved_to: str | None, detail: str) -> None:
-        self.lost = {"reason": reason, "moved_to": moved_to, "detail": detail[:300], "at": time.time()}
-        if moved_to:
-            self.moved_aside.append(moved_to)
-        log.error("OUTBOX %s: %s%s; a fresh one is started", reason.replace("_", " ").upper(), detail,
-                  f", moved aside to {moved_to}" if moved_to else "")
-
-    def _continue_above_the_mark(self) -> None:
-        m = self.mark
-        if m is None or m.hwm <= 0:
-            return
-        if m.outbox_id == self.outbox_id and self._next_seq >= m.pending_from:
-            return  # the same file the mark was written for, not older than it
-        if self._next_seq > m.hwm:
-            return
-        if self.lost is None:
-            self._lost("outbox_lost", None, f"{self.path} is not the file seq {m.hwm} was reserved in "
-                                            f"(deleted, truncated or replaced)")
-        lo = max(1, min(m.pending_from, self._next_seq))
-        # at most this many: seqs of [lo, hwm] that were delivered, or never handed out, are not lost
-        self._lost_gap = {"from_seq": lo, "to_seq": m.hwm, "count": m.hwm - lo + 1, "reason": self.lost["reason"]}
-        self._next_seq = m.hwm + 1
-        try:
-            self.commit([])  # the gap goes in now: it is the first event of the new file
-        except OutboxError as e:
-            log.error("declaring the lost seqs: %s (retried with the next event)", e)
-
-    def reopen(self) -> bool:
-        """Close and open the file again (after it was unwritable, corrupt or replaced). True if usable."""
-        with self._lock:
-            if self.db is not None:
-                try:
-                    self.db.close()
-                except sqlite3.Error:
-                    pass
-                self.db = None
-            self.state = "unavailable"
-            try:
-                self._connect()
-            except sqlite3.Error as e:
-                if files.is_corrupt(e):
-                    self._lost("outbox_corrupt", files.move_aside(self.path), str(e))
-                    return self.reopen()
-                self._error("open", e)
-                self.needs_reopen = True
-                return False
-        log.warning("outbox %s open again (seq continues at %d)", self.path, self._next_seq)
-        return True
-
-    def file_replaced(self) -> bool:
-        """The file at `path` is not the one open (deleted, moved or replaced underneath)."""
-        return self.db is not None and files.inode(self.path) != self._inode
 
     # -- writing -------------------------------------------------------------------------------
     def add(self, type_: str, fields: dict, ts: float | None = None) -> int:
