@@ -14,8 +14,6 @@ import os
 import zlib
 from pathlib import Path
 
-from gateway.commands.atomic import fsync_dir
-
 log = logging.getLogger(__name__)
 
 _MAGIC = b"GWSLOT1 "
@@ -87,7 +85,12 @@ class SlotFile:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
-        fsync_dir(str(self.path.parent))
+        # the rename durable too (not gateway.commands.atomic: that package drags cryptography in)
+        dfd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
         self.slot_bytes = slot_bytes
 
 
