@@ -11,7 +11,7 @@ DEBS := mosquitto socat
 
 # Debian packages the tests need: mosquitto (a real broker) and socat (pty pairs for RTU).
 deps:
-	@missing=""; for b in mosquitto socat; do \
+	@missing=""; for b in mosquitto socat strace; do \
 	  p=$$b; [ $$b = mosquitto ] && p=/usr/sbin/mosquitto; \
 	  command -v $$p >/dev/null 2>&1 || missing="$$missing $$b"; done; \
 	if [ -n "$$missing" ]; then \
