@@ -90,3 +90,38 @@ def test_a_fatal_signal_is_logged_before_the_process_dies(tmp_path):
             out = stop_daemon(proc)
     assert proc.returncode == -signal.SIGBUS
     assert "Fatal Python error: Bus error" in out and "Thread" in out
+
+
+def test_a_slow_outbox_open_does_not_delay_a_new_alarm(tmp_path, monkeypatch):
+    """Checking a big outbox on a slow card takes seconds at start: the buses and the sirens run
+    meanwhile, and the alarm's event waits in the Recorder's lanes until the outbox is open."""
+    import threading
+
+    from drivers.gpio.sim import SimGpio
+    from gateway.record import outbox_file
+    from gateway.service.daemon import Daemon
+
+    release = threading.Event()
+    real_check = outbox_file.check
+    monkeypatch.setattr(outbox_file, "check", lambda db: (release.wait(20), real_check(db))[1])
+    with SimBus.tcp("127.0.0.1", 0) as sim:
+        path = write_config(tmp_path, GW, sim.port, above={"red": 40})
+        cfg = load_config(path)
+        sim.add_device(1, cfg.sensors["garage-b2-water"].profile, {"level": 45.0})  # red from the first poll
+        pins = SimGpio()
+        d = Daemon(cfg, gpio=pins)
+        starter = threading.Thread(target=d.start, daemon=True)
+        starter.start()
+        try:
+            wait_for(lambda: any(e["value"] == 0 for e in pins.history(17)), 10,
+                     what="the siren ON while the outbox is still being checked")
+            assert d.outbox is None and d.recorder.lanes.urgent_depth() >= 1
+        finally:
+            release.set()
+            starter.join(20)
+        try:
+            assert d.recorder.flush(10)
+            rows = [json.loads(b) for (b,) in d.outbox.db.execute("SELECT body FROM events WHERE type = 'alarm'")]
+            assert rows and rows[0]["level"] == "red"
+        finally:
+            d.stop()

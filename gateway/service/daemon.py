@@ -100,10 +100,12 @@ class Daemon:
                 raise GatewayError("the safety loop did not restore the saved alarms within 10 s") from None
             log.warning("restored active alarms from %s: %s", self.state_file.path,
                         ", ".join(a["id"] for a in self.safety.status().get("alarms", [])) or "none active")
-        self._open_outbox()
         self._quality = QualityWatch({(r.sensor, r.point) for r in cfg.rules})
         self.acquisition = Acquisition(cfg, self._on_reading)
         self.acquisition.start()
+        # after the buses: checking a big outbox on a slow card takes seconds, and new alarms must not
+        # wait for it (their events wait in the Recorder's lanes meanwhile)
+        self._open_outbox()
         self._start_uplink()
         self._start_control()
         allow = dict(self.acquisition.allowances(), safety=SAFETY_ALLOWANCE_S)
