@@ -5,7 +5,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBS := mosquitto socat debootstrap systemd-container
+DEBS := mosquitto socat debootstrap systemd-container strace
 
 .PHONY: test demo bench deps venv check-demo install fuzz soak clean wheels
 

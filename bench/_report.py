@@ -60,6 +60,11 @@ def figures(r: dict) -> list[dict]:
             f"({o['drain_per_s']:,.0f}/s)", "<= 30 s", o["drain_s"] <= 30 * o["events"] / 100_000)
         row("live alarm mid-drain reaches the broker", f"{o['live_alarm_s'] * 1000:.0f} ms", "<= 1 s",
             o["live_alarm_s"] <= 1)
+    if not missing("write_volume", "SD write volume"):
+        for x in r["write_volume"]["rows"]:
+            split = ", ".join(f"{k} {v:.0f}" for k, v in x["split_mb_per_day"].items() if v >= 0.5) or "—"
+            row(f"SD writes/day, {x['sensors']} sensors, {x['moving']} moving (by file: {split})",
+                f"{x['mb_per_day']:.0f} MB/day", "< 150 MB/day", x["mb_per_day"] < 150)
     if not missing("load", "gateway run CPU / RSS"):
         ld = r["load"]
         for x in ld["rows"]:

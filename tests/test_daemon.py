@@ -46,7 +46,7 @@ def test_flood_sounds_then_kill9_and_restart_sounds_again(tmp_path, garage):
         wait_until(lambda: (tmp_path / "var" / "control.sock").exists(), timeout=15, what="daemon up")
         sim.set_value(1, "level", 45.0)
         wait_until(lambda: _siren_on(tmp_path), timeout=10, what="siren ON for a red flood")
-        state = tmp_path / "var" / "alarms.json"
+        state = tmp_path / "var" / "alarms.state"
         wait_until(lambda: state.exists() and "garage-b2-water" in state.read_text(),
                    timeout=5, what="alarm state saved")
         proc.send_signal(signal.SIGKILL)

@@ -23,9 +23,10 @@ UPLINK = """
 [uplink]
 host = "127.0.0.1"
 port = {port}
+
+[outbox]
+commit_s = 0.5  # delivery marks are group-committed: the history says "delivered" within a test's wait
 """
-
-
 
 
 def _gateway(*args, timeout=30):

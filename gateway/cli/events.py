@@ -1,9 +1,9 @@
 """`gateway events`: the history in the outbox file, then (with --follow) what happens next.
 
-The outbox keeps every event until the platform has it (and delivered rows until housekeeping),
-so it is the history; the daemon's in-memory ring only has the last thousand. The file is opened
-read-only (SQLite `mode=ro`): reading it never takes the daemon's write lock, never writes, and
-works with the daemon stopped."""
+The outbox keeps every event until the platform has it (and delivered rows for a day), so it is
+the history; the daemon's in-memory ring only has the last thousand. A running daemon holds the
+file exclusively (WAL without a shared-memory file) and answers `history` from it; with no daemon
+the file is opened read-only (SQLite `mode=ro`)."""
 
 from __future__ import annotations
 
@@ -53,32 +53,17 @@ def parse_types(text: str | None) -> list[str]:
 
 def history(outbox_path: str, since: float | None = None, types: list[str] | None = None,
             n: int = 50) -> list[dict]:
-    """The newest `n` events of the outbox file (oldest first), as the envelopes the platform gets."""
+    """The newest `n` events of the outbox file (oldest first), read-only: for when no daemon runs
+    (a running daemon holds the file exclusively and answers `history` itself)."""
+    from gateway.record.history import select_history
+
     if not os.path.exists(outbox_path):
         raise FileNotFoundError(outbox_path)
     db = sqlite3.connect(f"file:{outbox_path}?mode=ro", uri=True, timeout=2)
     try:
-        where, params = [], []
-        if since is not None:
-            where.append("ts >= ?")
-            params.append(since)
-        if types:
-            where.append(f"type IN ({','.join('?' * len(types))})")
-            params += types
-        sql = ("SELECT body, state FROM events" + (" WHERE " + " AND ".join(where) if where else "")
-               + " ORDER BY seq DESC LIMIT ?")
-        rows = db.execute(sql, (*params, max(0, n))).fetchall()
+        return select_history(db, since, types, n)
     finally:
         db.close()
-    out = []
-    for body, state in reversed(rows):
-        try:
-            ev = json.loads(body)
-        except ValueError:
-            continue
-        ev["delivered"] = state == 1  # for the technician: has the platform got it?
-        out.append(ev)
-    return out
 
 
 def run_events(addr, args) -> int:
@@ -88,10 +73,16 @@ def run_events(addr, args) -> int:
 
     since = parse_since(args.since, time.time())
     types = parse_types(args.type)
+    from gateway.cli.finding import call_daemon
+    from gateway.control import DaemonNotRunning
+
     path = os.path.join(addr.data_dir, "outbox.sqlite")
     try:
-        past = history(path, since, types, args.n)
-    except (OSError, sqlite3.Error) as e:
+        try:  # the running daemon holds its outbox exclusively: it reads its own history
+            past = call_daemon(addr, "history", {"since": since, "types": types, "n": args.n}, timeout=10.0)
+        except DaemonNotRunning:
+            past = history(path, since, types, args.n)
+    except (OSError, sqlite3.Error, GatewayError) as e:
         # No readable file (another user, the daemon never ran here): the daemon's memory is better
         # than nothing, and says so.
         why = "does not exist" if isinstance(e, FileNotFoundError) else f"cannot be read ({e})"

@@ -180,6 +180,7 @@ class Outbox:
     telemetry_period_s: float = 60.0
     deadband: float = 0.05  # relative change (5 %) reported before the period ends
     status_period_s: float = 60.0
+    commit_s: float = 30.0  # telemetry, status and delivery marks are committed together this often
 
 
 @dataclass(frozen=True)

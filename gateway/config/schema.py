@@ -27,7 +27,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "uplink": ("host", "port", "topic_root", "client_id", "protocol", "keepalive_s",
                "username", "password", "tls", "replay_per_s", "inflight_max"),
     "uplink.tls": ("ca", "cert", "key"),
-    "outbox": ("max_rows", "max_mb", "telemetry_period_s", "deadband", "status_period_s"),
+    "outbox": ("max_rows", "max_mb", "telemetry_period_s", "deadband", "status_period_s", "commit_s"),
     "commands": ("platform_keys",),
     # a profile file (gateway/profiles/*.toml)
     "profile": ("name", "kind", "description", "frame", "pattern", "points"),
@@ -51,7 +51,7 @@ RANGES: dict[str, dict[str, tuple[float, float]]] = {
     "outputs.NAME.pattern.LEVEL": {"on_s": (0.05, 60), "off_s": (0.05, 60)},
     "uplink": {"replay_per_s": (1, 100000)},
     "outbox": {"max_mb": (0.1, 1_000_000), "telemetry_period_s": (0.1, 86400), "deadband": (0, 10),
-               "status_period_s": (0.5, 86400)},
+               "status_period_s": (0.5, 86400), "commit_s": (0.1, 300)},
 }
 
 # Allowed values, shared by the validator and the summary.

@@ -77,7 +77,8 @@ def build_outbox(top: Table) -> Outbox:
                   max_mb=float(t.number("max_mb", 512.0, within=r["max_mb"])),
                   telemetry_period_s=float(t.number("telemetry_period_s", 60.0, within=r["telemetry_period_s"])),
                   deadband=float(t.number("deadband", 0.05, within=r["deadband"])),
-                  status_period_s=float(t.number("status_period_s", 60.0, within=r["status_period_s"])))
+                  status_period_s=float(t.number("status_period_s", 60.0, within=r["status_period_s"])),
+                  commit_s=float(t.number("commit_s", 30.0, within=r["commit_s"])))
 
 
 def build_commands(top: Table, base: Path) -> Commands | None:

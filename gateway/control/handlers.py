@@ -53,6 +53,18 @@ def handlers(daemon):
         daemon.request_reload(new)
         return {"message": f"configuration valid ({new.text_hash[:12]}); applying it now"}
 
+    def history(args):
+        since, types, n = args.get("since"), args.get("types"), args.get("n", 50)
+        if since is not None and (not isinstance(since, (int, float)) or isinstance(since, bool)):
+            raise BadRequest("argument 'since' must be unix seconds")
+        if types is not None and (not isinstance(types, list) or not all(isinstance(t, str) for t in types)):
+            raise BadRequest("argument 'types' must be a list of event types")
+        if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= 100_000:
+            raise BadRequest("argument 'n' must be a count from 0 to 100000")
+        if daemon.outbox is None:
+            raise GatewayError("the outbox is unavailable (see gateway status)")
+        return daemon.outbox.history(since, types, n)
+
     def events(args, stream):
         follow = bool(args.get("follow"))
         n = args.get("backlog", 50)  # the CLI asks for 0 when it has printed the history from the outbox
@@ -69,4 +81,4 @@ def handlers(daemon):
                     return
 
     return ({"status": status, "read": read, "silence": silence, "ack": ack, "siren_test": siren_test,
-             "reload": reload}, {"events": events})
+             "reload": reload, "history": history}, {"events": events})

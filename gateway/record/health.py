@@ -24,8 +24,11 @@ def cpu_temp_c(path: str = THERMAL_ZONE) -> float | None:
 class Health:
     """Callable returning `status` event fields; the Recorder calls it every status period."""
 
-    def __init__(self, outbox: Outbox, data_dir: str | None = None, started_mono: float | None = None):
+    def __init__(self, outbox: Outbox, data_dir: str | None = None, started_mono: float | None = None, *,
+                 recorder=None, state_file=None):
         self.outbox = outbox
+        self.recorder = recorder  # its drop counters go in every status event
+        self.state_file = state_file  # the alarm state file: problems found at start, save errors
         self.data_dir = data_dir or os.path.dirname(os.path.abspath(outbox.path))
         self.started = time.monotonic() if started_mono is None else started_mono
 
@@ -38,11 +41,19 @@ class Health:
                   "disk_free_mb": free_mb}
         try:
             st = self.outbox.stats()
-            fields["outbox"] = {"pending": st["pending"], "depth": st["depth"],
+            fields["outbox"] = {"state": st["state"], "pending": st["pending"], "depth": st["depth"],
                                 "oldest_pending_age_s": st["oldest_pending_age_s"], "evicted": st["evicted"],
+                                "gaps_merged": st["gaps_merged"], "failed": st["failed"],
                                 "write_errors": st["write_errors"]}
+            if st["lost"]:
+                fields["outbox"]["lost"] = {k: st["lost"][k] for k in ("reason", "moved_to")}
         except OutboxError as e:
             fields["outbox"] = {"error": str(e)}
+        if self.recorder is not None:
+            fields["recorder"] = self.recorder.counters()
+        if self.state_file is not None:
+            st = self.state_file.stats()
+            fields["alarm_state"] = {"problems": len(st["problems"]), "save_errors": st["save_errors"]}
         try:
             fields["load_1m"] = round(os.getloadavg()[0], 2)
         except OSError:

@@ -2,13 +2,20 @@
 
 paho-mqtt keeps unsent messages only in memory, so this file is the source of truth for what the
 platform has and has not received. Alarms and faults are committed with synchronous=FULL (durable
-across a power cut) before add() returns; telemetry and status are committed in batches with
-synchronous=NORMAL (WAL: survives a crash of the process, may lose the last batch on power loss).
+across a power cut) before commit() returns; telemetry and status are committed in groups with
+synchronous=NORMAL (WAL: survives a crash of the process, may lose the last group on power loss).
+One writer (the Recorder's thread) owns it; the uplink only reads.
 
 A row is `pending` until its PUBACK, then `delivered` until housekeeping deletes it; a message the
 broker will never accept (too large) is `failed` and kept for the technician. The file is bounded by
 rows and megabytes: when full, delivered rows go first, then the OLDEST pending telemetry, and a `gap`
-event names the evicted seq range. Alarms, faults, audit and status are never evicted.
+event names the evicted seq range (earlier pending gap notices are merged into it, so gap notices
+cannot fill the bound themselves). Alarms, faults, audit and status are never evicted.
+
+Seq never goes back: with a SeqMark (gateway/record/seqmark.py) a lost, truncated, corrupt or
+replaced file continues above the mark and its first event is a gap declaring what may be lost.
+With recover=True nothing about the file stops the daemon (outbox_file.py): corrupt files are moved
+aside, an unwritable one leaves the outbox `unavailable` until reopen() succeeds.
 """
 
 from __future__ import annotations
@@ -20,38 +27,30 @@ import threading
 import time
 from typing import Iterable, NamedTuple
 
-import sqlite_utils
-
 from gateway.config.model import Outbox as OutboxLimits
 from gateway.errors import OutboxError
 from gateway.record import envelope
+from gateway.record import outbox_file as files
+from gateway.record.bounds import GAP_PRIORITY, TELEMETRY_PRIORITY, Bounds
 from gateway.record.clock import SyncState, boot_id
 
 log = logging.getLogger(__name__)
 
-PENDING, DELIVERED, FAILED = 0, 1, 2
-# Delivered rows stay this long as the history `gateway events` reads (bounded by max_rows/max_mb all
-# the same: a full outbox deletes every delivered row before it evicts anything).
+PENDING, DELIVERED, FAILED = 0, 1, 2  # DELIVERED: in the `delivered` table, not a state value
+_PENDING = files.PENDING_ROW
+SCHEMA = files.SCHEMA
+# Delivered rows stay this long (by event time) as the history `gateway events` reads (bounded by
+# max_rows/max_mb all the same: a full outbox deletes every delivered row before it evicts anything).
 KEEP_DELIVERED_S = 86400.0
-TELEMETRY_PRIORITY = envelope.PRIORITY[envelope.TELEMETRY]
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: never reused, even after deletes
-    priority INTEGER NOT NULL,              -- 0 alarm, 1 fault, 2 audit/status/gap, 3 telemetry
-    type TEXT NOT NULL,
-    ts REAL NOT NULL,                       -- wall clock of the event (unix seconds)
-    state INTEGER NOT NULL DEFAULT 0,       -- 0 pending, 1 delivered (PUBACK), 2 failed
-    done_at REAL,                           -- when it was delivered or failed
-    reason TEXT,                            -- why it failed
-    body TEXT NOT NULL                      -- the envelope as published (replay flag flipped on send)
-);
-CREATE INDEX IF NOT EXISTS events_pending ON events(priority, seq) WHERE state = 0;
-CREATE INDEX IF NOT EXISTS events_done ON events(seq) WHERE state != 0;
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-"""
-# SQLite result codes that mean "no room" or "cannot write here"
-_NO_ROOM = {"SQLITE_FULL"}
-_UNWRITABLE = {"SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_PERM"}
+
+
+class BadEvent(OutboxError):
+    """Events that can never be stored (not serialisable, unknown type): `bad` lists (index, why).
+    Nothing was written; the others may be retried without them."""
+
+    def __init__(self, bad: list[tuple[int, str]]):
+        self.bad = bad
+        super().__init__("; ".join(why for _, why in bad))
 
 
 class Event(NamedTuple):
@@ -70,11 +69,12 @@ class Pending(NamedTuple):
     body: str
 
 
-class Outbox:
-    """The durable queue of events waiting for the platform (one SQLite file, one writer process)."""
+class Outbox(Bounds, files.FileLife):
+    """The durable queue of events waiting for the platform (one SQLite file, one writer thread)."""
 
     def __init__(self, path: str | os.PathLike, gateway_id: str, limits: OutboxLimits | None = None, *,
-                 clock_synced=None, boot: str | None = None, evict_fraction: float = 0.01):
+                 clock_synced=None, boot: str | None = None, evict_fraction: float = 0.01, mark=None,
+                 recover: bool = False):
         self.path = str(path)
         self.gateway_id = gateway_id
         self.limits = limits or OutboxLimits()
@@ -84,29 +84,74 @@ class Outbox:
         self._evict_chunk = max(1, int(self.max_rows * evict_fraction))
         self._clock_synced = clock_synced or SyncState()
         self.boot = boot or boot_id()
+        self.mark = mark
+        self.recover = recover
         self._lock = threading.RLock()
         self.write_errors = 0
         self.last_error: str | None = None
         self.evicted = 0
         self.failed = 0
+        self.gaps_merged = 0
         self.version = 0  # bumped on every commit of new events: the uplink polls it
+        self.state = "unavailable"
+        self.needs_reopen = False  # the Recorder reopens after an unwritable or corrupt error
+        self.lost: dict | None = None  # what happened to the previous file, when it was lost
+        self.moved_aside: list[str] = []
         self._warned_unevictable = False
+        self.db = None
+        self._next_seq = 1
+        self._rows = 0
+        self._depth = dict.fromkeys(envelope.PRIORITY_NAMES, 0)
+        self._lost_gap: dict | None = None  # to be stored as the first event of a fresh file
+        self._oldest: float | None = None
+        self._oldest_by_class: dict[str, float | None] = {}
+        self.last_delivered_ts: float | None = None  # wall clock of the last delivery mark committed
+        self._used = 0
+        self._open()
+
+    # -- opening -------------------------------------------------------------------------------
+    def _open(self) -> None:
         try:
-            self.db = sqlite_utils.Database(sqlite3.connect(self.path, check_same_thread=False, timeout=10))
-            self.db.enable_wal()
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA journal_size_limit=16777216")  # truncate the WAL back to 16 MB
-            self.db.conn.executescript(SCHEMA)
-            self._page_size = self.db.execute("PRAGMA page_size").fetchone()[0]
-            self._next_seq = self._load_next_seq()
-            self._rows = self.db.execute("SELECT count(*) FROM events").fetchone()[0]
-            self._depth = dict.fromkeys(envelope.PRIORITY_NAMES, 0)
-            for prio, n in self.db.execute(
-                    "SELECT priority, count(*) FROM events WHERE state = 0 GROUP BY priority"):
-                self._depth[prio] = n
-            self._check_gateway_id()
+            self._connect()
         except sqlite3.Error as e:
-            raise self._error("open", e) from e
+            err = self._error("open", e)
+            if not self.recover:
+                raise err from e
+            log.error("OUTBOX UNAVAILABLE (%s): events wait in memory, retried", err)
+            self.needs_reopen = True
+            return
+
+    def _connect(self) -> None:
+        db = None
+        try:
+            db = files.connect(self.path)
+            problem = files.check(db) if self.recover else None
+        except sqlite3.DatabaseError as e:
+            if not (self.recover and files.is_corrupt(e)):
+                raise
+            problem = str(e)
+        if problem:
+            if db is not None:
+                db.close()
+            self._lost("outbox_corrupt", files.move_aside(self.path), problem)
+            db = files.connect(self.path)
+        try:
+            self.outbox_id = files.claim(db)
+            self._page_size = db.execute("PRAGMA page_size").fetchone()[0]
+            self._inode = files.inode(self.path)
+            next_seq = self._load_next_seq(db)
+            rows = db.execute("SELECT count(*) FROM events").fetchone()[0]
+            depth = dict.fromkeys(envelope.PRIORITY_NAMES, 0)
+            for prio, n in db.execute(f"SELECT priority, count(*) FROM events WHERE {_PENDING} GROUP BY priority"):
+                depth[prio] = n
+            self._check_gateway_id(db)
+        except BaseException:
+            db.close()
+            raise
+        self.db, self._rows, self._depth, self._next_seq = db, rows, depth, next_seq
+        self.state, self.needs_reopen, self.last_error = "ok", False, None
+        self._continue_above_the_mark()
+        self._refresh()
 
     # -- writing -------------------------------------------------------------------------------
     def add(self, type_: str, fields: dict, ts: float | None = None) -> int:
@@ -116,49 +161,93 @@ class Outbox:
     def add_many(self, events: Iterable[Event | tuple]) -> list[int]:
         """Store events in one transaction, in order; FULL when any of them is an alarm or fault.
         On OutboxError nothing was stored and no seq was consumed."""
+        return self.commit(events)
+
+    def commit(self, events: Iterable[Event | tuple] = (), delivered: Iterable[int] = (),
+               failed: Iterable[tuple[int, str]] = ()) -> list[int]:
+        """One transaction: new events (their seqs returned), delivery marks and failed marks.
+        Raises BadEvent (nothing written) for events that can never be stored, OutboxError otherwise."""
         events = [e if isinstance(e, Event) else Event(*e) for e in events]
-        if not events:
-            return []
+        delivered, failed = list(delivered), list(failed)
         now = time.time()
         synced = self._clock_synced()
         with self._lock:
+            if self.db is None:
+                raise OutboxError(self.last_error or f"outbox {self.path} is not open")
             seq = self._next_seq
-            rows, durable = [], False
-            for ev in events:
+            rows, bad, durable = [], [], False
+            first = 0 if self._lost_gap is None else 1  # the lost-file gap is not the caller's event
+            if self._lost_gap is not None:
+                rows.append((seq, GAP_PRIORITY, envelope.GAP, now,
+                             envelope.build(self.gateway_id, seq, now, synced, self.boot, envelope.GAP,
+                                            self._lost_gap)))
+                seq, durable = seq + 1, True
+            for i, ev in enumerate(events):
                 ts = now if ev.ts is None else ev.ts
-                body = envelope.build(self.gateway_id, seq, ts, synced, self.boot, ev.type, ev.fields)
+                try:
+                    body = envelope.build(self.gateway_id, seq, ts, synced, self.boot, ev.type, ev.fields)
+                except OutboxError as e:
+                    bad.append((i, str(e)))
+                    continue
                 rows.append((seq, envelope.PRIORITY[ev.type], ev.type, ts, body))
                 durable = durable or ev.type in envelope.DURABLE_TYPES
                 seq += 1
-            self._commit_rows(rows, durable)
+            if bad:
+                raise BadEvent(bad)
+            if not rows and not delivered and not failed:
+                return []
+            if self.mark is not None and seq - 1 > self.mark.hwm:
+                self.mark.reserve(seq - 1, self._lowest_pending(), self.outbox_id)
+            done = self._commit_rows(rows, durable, delivered, failed, now)
             self._next_seq = seq
+            self._lost_gap = None
             self._rows += len(rows)
             for row in rows:
                 self._depth[row[1]] += 1
-            self.version += 1
-            try:
-                self._enforce_limits()
-            except OutboxError as e:
-                # the events are stored; only the bound could not be kept this time
-                log.error("%s", e)
-        return [row[0] for row in rows]
+            for prio, state in done:
+                self._depth[prio] -= 1
+                self.failed += state == FAILED
+            self._marked = len(done)
+            if any(state == DELIVERED for _, state in done):
+                self.last_delivered_ts = now or time.time()
+            if rows:
+                self.version += 1
+                try:
+                    self._enforce_limits()
+                except OutboxError as e:
+                    log.error("%s", e)  # the events are stored; only the bound could not be kept this time
+            self._refresh()
+        return [row[0] for row in rows[first:]]
 
-    def _commit_rows(self, rows: list[tuple], durable: bool) -> None:
+    def _commit_rows(self, rows: list[tuple], durable: bool, delivered=(), failed=(), now=0.0) -> list:
+        done = []
         try:
             if durable:
                 # synchronous can only change outside a transaction; FULL fsyncs the WAL on COMMIT
                 self.db.execute("PRAGMA synchronous=FULL")
             try:
                 with self.db.atomic():
-                    self.db["events"].insert_all(
-                        ({"seq": r[0], "priority": r[1], "type": r[2], "ts": r[3], "state": PENDING,
-                          "body": r[4]} for r in rows), batch_size=150)
+                    if rows:
+                        self.db.conn.executemany(
+                            "INSERT INTO events (seq, priority, type, ts, state, body) VALUES (?, ?, ?, ?, 0, ?)",
+                            rows)
+                    for i in range(0, len(delivered), 500):
+                        chunk = delivered[i:i + 500]
+                        found = self.db.execute(f"SELECT seq, priority FROM events WHERE seq IN "
+                                                f"({','.join('?' * len(chunk))}) AND {_PENDING}", chunk).fetchall()
+                        self.db.conn.executemany("INSERT INTO delivered VALUES (?)", [(r[0],) for r in found])
+                        done += [(r[1], DELIVERED) for r in found]
+                    for seq, reason in failed:
+                        done += self.db.execute(
+                            f"UPDATE events SET state = {FAILED}, done_at = ?, reason = ? WHERE seq = ? "
+                            f"AND {_PENDING} RETURNING priority, state", (now, reason, seq)).fetchall()
             finally:
                 if durable:
                     self.db.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as e:
             raise self._error("store", e) from e
         self.last_error = None
+        return done
 
     # -- the uplink's side ---------------------------------------------------------------------
     @property
@@ -170,17 +259,19 @@ class Outbox:
         # NOT INDEXED: a rowid range scan of the few live rows beats walking the pending index
         # past a long backlog.
         return self._select("SELECT seq, priority, type, ts, body FROM events NOT INDEXED "
-                            "WHERE seq >= ? AND state = 0 ORDER BY priority, seq LIMIT ?",
+                            f"WHERE seq >= ? AND {_PENDING} ORDER BY priority, seq LIMIT ?",
                             (from_seq, limit))
 
     def backlog(self, below_seq: int, after: tuple[int, int], limit: int) -> list[Pending]:
         """Pending events with seq < below_seq in (priority, seq) order, strictly after `after`."""
         return self._select("SELECT seq, priority, type, ts, body FROM events "
-                            "WHERE state = 0 AND (priority, seq) > (?, ?) AND seq < ? "
+                            f"WHERE {_PENDING} AND (priority, seq) > (?, ?) AND seq < ? "
                             "ORDER BY priority, seq LIMIT ?", (*after, below_seq, limit))
 
     def _select(self, sql: str, params: tuple) -> list[Pending]:
         with self._lock:
+            if self.db is None:
+                return []  # nothing readable: the uplink runs on and finds rows once it reopens
             try:
                 return [Pending(*r) for r in self.db.execute(sql, params)]
             except sqlite3.Error as e:
@@ -188,144 +279,119 @@ class Outbox:
 
     def mark_delivered(self, seqs: Iterable[int]) -> int:
         """PUBACK received for these seqs. Returns how many were still pending."""
-        return self._finish(list(seqs), DELIVERED, None)
+        self.commit(delivered=seqs)
+        return self._marked
 
     def mark_failed(self, seq: int, reason: str) -> int:
         """The broker will never take this message (e.g. over its size limit): stop sending it."""
-        n = self._finish([seq], FAILED, reason)
-        self.failed += n
-        return n
-
-    def _finish(self, seqs: list[int], state: int, reason: str | None) -> int:
-        done = 0
-        now = time.time()
-        with self._lock:
-            try:
-                with self.db.atomic():
-                    for i in range(0, len(seqs), 500):
-                        chunk = seqs[i:i + 500]
-                        marks = ",".join("?" * len(chunk))
-                        for (prio,) in self.db.execute(
-                                f"UPDATE events SET state = ?, done_at = ?, reason = ? "
-                                f"WHERE seq IN ({marks}) AND state = 0 RETURNING priority",
-                                (state, now, reason, *chunk)).fetchall():
-                            self._depth[prio] -= 1
-                            done += 1
-            except sqlite3.Error as e:
-                raise self._error("update", e) from e
-        return done
+        self.commit(failed=[(seq, reason)])
+        return self._marked
 
     def housekeep(self, keep_failed_s: float = 7 * 86400, keep_delivered_s: float = KEEP_DELIVERED_S) -> int:
         """Delete delivered rows older than keep_delivered_s (they are `gateway events`' history until
         then; a full outbox drops them all first) and failed rows older than keep_failed_s."""
         now = time.time()
         with self._lock:
+            if self.db is None:
+                return 0
             try:
                 with self.db.atomic():
-                    n = self.db.execute("DELETE FROM events WHERE state != 0 AND done_at < "
-                                        "(CASE state WHEN 1 THEN ? ELSE ? END)",
+                    # delivered rows go mostly in seq order: whole pages are freed, not rewritten
+                    n = self.db.execute("DELETE FROM events WHERE (seq IN (SELECT seq FROM delivered) AND ts < ?) "
+                                        "OR (state = 2 AND done_at < ?)",
                                         (now - keep_delivered_s, now - keep_failed_s)).rowcount
+                    if n:
+                        self.db.execute("DELETE FROM delivered WHERE seq NOT IN (SELECT seq FROM events)")
             except sqlite3.Error as e:
                 raise self._error("housekeep", e) from e
             self._rows -= n
+            self._refresh()
             return n
 
-    # -- bounds --------------------------------------------------------------------------------
-    def used_bytes(self) -> int:
-        pages, free = (self.db.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_count", "freelist_count"))
-        return (pages - free) * self._page_size
-
-    def _over(self) -> int:
-        """How many rows over the bound we are (0: within)."""
-        over_rows = self._rows - self.max_rows
-        used = self.used_bytes()
-        over_bytes = 0
-        if used > self.max_bytes and self._rows:
-            over_bytes = int((used - self.max_bytes) / (used / self._rows)) + 1
-        return max(over_rows, over_bytes, 0)
-
-    def _enforce_limits(self) -> None:
-        if not self._over():
-            return
-        if self.housekeep(keep_delivered_s=0) and not self._over():
-            return
-        need = max(self._over() + 1, self._evict_chunk)  # +1: room for the gap event itself
-        try:
-            with self.db.atomic():
-                gone = [r[0] for r in self.db.execute(
-                    "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE state = 0 AND priority = ? "
-                    "ORDER BY seq LIMIT ?) RETURNING seq", (TELEMETRY_PRIORITY, need)).fetchall()]
-                if gone:
-                    self._rows -= len(gone)
-                    self._depth[TELEMETRY_PRIORITY] -= len(gone)
-                    self.evicted += len(gone)
-                    fields = {"from_seq": min(gone), "to_seq": max(gone), "count": len(gone),
-                              "reason": "evicted"}
-                    seq = self._next_seq
-                    body = envelope.build(self.gateway_id, seq, time.time(), self._clock_synced(), self.boot,
-                                          envelope.GAP, fields)
-                    self.db.execute("INSERT INTO events (seq, priority, type, ts, state, body) "
-                                    "VALUES (?, ?, ?, ?, 0, ?)",
-                                    (seq, envelope.PRIORITY[envelope.GAP], envelope.GAP, time.time(), body))
-        except sqlite3.Error as e:
-            raise self._error("evict", e) from e
-        if gone:
-            self._next_seq += 1
-            self._rows += 1
-            self._depth[envelope.PRIORITY[envelope.GAP]] += 1
-            self.version += 1
-            log.warning("outbox full (%d rows, %.1f MB): evicted %d oldest telemetry events, seq %d..%d",
-                        self._rows, self.used_bytes() / 1e6, len(gone), min(gone), max(gone))
-        elif not self._warned_unevictable:
-            self._warned_unevictable = True
-            log.error("outbox over its bound (%d rows, %.1f MB) with no telemetry left to evict: "
-                      "alarms and faults are kept anyway", self._rows, self.used_bytes() / 1e6)
-
     # -- reporting -----------------------------------------------------------------------------
+    def _refresh(self) -> None:
+        """Recompute what stats() shows; by the writer, after its writes (stats never touches the file)."""
+        try:
+            oldest, by_class = None, {}
+            for prio, name in envelope.PRIORITY_NAMES.items():
+                row = self.db.execute(f"SELECT ts FROM events WHERE {_PENDING} AND priority = ? "
+                                      "ORDER BY seq LIMIT 1", (prio,)).fetchone()
+                by_class[name] = row[0] if row else None
+                if row and (oldest is None or row[0] < oldest):
+                    oldest = row[0]
+            self._oldest, self._oldest_by_class, self._used = oldest, by_class, self.used_bytes()
+        except sqlite3.Error as e:
+            log.warning("outbox %s: reading its figures: %s", self.path, e)
+
     def stats(self) -> dict:
-        """Depth per priority, age of the oldest pending event, counters. Cheap: indexed lookups."""
+        """Depth per priority, age of the oldest pending event, counters. Never waits for the disk or
+        for a write in progress: figures as of the last write."""
+        oldest = self._oldest
+        return {
+            "state": self.state,
+            "depth": {envelope.PRIORITY_NAMES[p]: n for p, n in dict(self._depth).items()},
+            "pending": sum(self._depth.values()),
+            "rows": self._rows,
+            "mb": round(self._used / 1e6, 3),
+            "oldest_pending_age_s": None if oldest is None else round(max(0.0, time.time() - oldest), 3),
+            "oldest_pending_age_s_by_class": {n: None if t is None else round(max(0.0, time.time() - t), 1)
+                                              for n, t in dict(self._oldest_by_class).items()},
+            "last_delivered_ts": self.last_delivered_ts,
+            "next_seq": self._next_seq,
+            "evicted": self.evicted,
+            "gaps_merged": self.gaps_merged,
+            "failed": self.failed,
+            "write_errors": self.write_errors,
+            "last_error": self.last_error,
+            "lost": self.lost,
+            "moved_aside": list(self.moved_aside),
+            "seq_mark": self.mark.stats() if self.mark is not None else None,
+        }
+
+    def history(self, since: float | None = None, types: list[str] | None = None, n: int = 50) -> list[dict]:
+        """`gateway events`' history (gateway.record.history), through this connection."""
+        from gateway.record.history import select_history
+
         with self._lock:
-            oldest = None
+            if self.db is None:
+                raise OutboxError(f"outbox {self.path} is {self.state}")
             try:
-                for prio in envelope.PRIORITY_NAMES:
-                    row = self.db.execute("SELECT ts FROM events WHERE state = 0 AND priority = ? "
-                                          "ORDER BY seq LIMIT 1", (prio,)).fetchone()
-                    if row and (oldest is None or row[0] < oldest):
-                        oldest = row[0]
-                used = self.used_bytes()
+                return select_history(self.db.conn, since, types, n)
             except sqlite3.Error as e:
-                raise self._error("read", e) from e
-            return {
-                "depth": {envelope.PRIORITY_NAMES[p]: n for p, n in self._depth.items()},
-                "pending": sum(self._depth.values()),
-                "rows": self._rows,
-                "mb": round(used / 1e6, 3),
-                "oldest_pending_age_s": None if oldest is None else round(max(0.0, time.time() - oldest), 3),
-                "next_seq": self._next_seq,
-                "evicted": self.evicted,
-                "failed": self.failed,
-                "write_errors": self.write_errors,
-                "last_error": self.last_error,
-            }
+                raise self._error("history", e) from e
 
     def close(self) -> None:
         with self._lock:
+            if self.db is None:
+                return
             try:
                 self.db.close()
             except sqlite3.Error as e:
                 log.warning("closing outbox %s: %s", self.path, e)
+            self.db = None
+            self.state = "closed"
 
     # -- internals -----------------------------------------------------------------------------
-    def _load_next_seq(self) -> int:
-        last = self.db.execute("SELECT max(seq) FROM events").fetchone()[0] or 0
-        row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+    def _lowest_pending(self) -> int:
+        try:
+            rows = [self.db.execute(f"SELECT seq FROM events WHERE {_PENDING} AND priority = ? ORDER BY seq "
+                                    "LIMIT 1", (p,)).fetchone() for p in envelope.PRIORITY_NAMES]
+            rows = [r[0] for r in rows if r]
+        except sqlite3.Error:
+            return 1
+        return min(rows or [self._next_seq])
+
+    @staticmethod
+    def _load_next_seq(db) -> int:
+        last = db.execute("SELECT max(seq) FROM events").fetchone()[0] or 0
+        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         return max(last, row[0] if row else 0) + 1
 
-    def _check_gateway_id(self) -> None:
-        row = self.db.execute("SELECT value FROM meta WHERE key = 'gateway_id'").fetchone()
+    def _check_gateway_id(self, db) -> None:
+        row = db.execute("SELECT value FROM meta WHERE key = 'gateway_id'").fetchone()
         if row is None:
-            with self.db.atomic():
-                self.db.execute("INSERT INTO meta VALUES ('gateway_id', ?)", (self.gateway_id,))
+            with db.atomic():
+                db.execute("INSERT INTO meta VALUES ('gateway_id', ?)", (self.gateway_id,))
         elif row[0] != self.gateway_id:
             log.warning("outbox %s was written by gateway %r, now %r: its pending events keep their ids",
                         self.path, row[0], self.gateway_id)
@@ -333,11 +399,15 @@ class Outbox:
     def _error(self, doing: str, e: sqlite3.Error) -> OutboxError:
         self.write_errors += doing != "read"
         code = getattr(e, "sqlite_errorname", "")
-        if code in _NO_ROOM or "full" in str(e):
+        if files.is_corrupt(e):
+            msg = f"outbox {self.path} is damaged: cannot {doing} events ({e}); it is moved aside and started afresh"
+            self.needs_reopen = True
+        elif code in files.NO_ROOM or "full" in str(e):
             msg = (f"outbox {self.path} is full (disk or page limit): cannot {doing} events; "
                    f"free space on {os.path.dirname(os.path.abspath(self.path))} ({e})")
-        elif code in _UNWRITABLE or "readonly" in str(e) or "unable to open" in str(e):
+        elif code in files.UNWRITABLE or "readonly" in str(e) or "unable to open" in str(e):
             msg = f"outbox {self.path} is not writable: cannot {doing} events; check the file and directory ({e})"
+            self.needs_reopen = True  # a read-only connection stays read-only: only a new one can write
         else:
             msg = f"outbox {self.path}: cannot {doing} events: {e}"
         self.last_error = msg

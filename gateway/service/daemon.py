@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-import collections
+import faulthandler
 import logging
 import os
 import threading
@@ -44,14 +44,18 @@ class Daemon:
         self.events = EventRing(1000)  # for `events --follow`; the history is the outbox file
         self.state_file = AlarmStateFile(cfg.gateway.data_dir)
         self._gpio = gpio
-        self.recorder = self.outbox = self.uplink = self.control = None
+        self.outbox = self.uplink = self.control = None
         self.cert_expiry = None
         self.started = False  # every part is up (config push's health check waits for this)
         self.safety = self.acquisition = self.watchdog = None
         self.ownership = None  # the data dir, ports and GPIO chip this daemon holds (gateway.service.ownership)
-        # Events before the outbox opened (bounded: an outbox that never opens must not grow memory).
-        self._early: collections.deque = collections.deque(maxlen=10_000)
-        self._record_lock = threading.Lock()
+        # The outbox's one writer, from the start: events before the outbox opens (at start, or the
+        # moment of a reload between two outboxes) wait in its lanes, bounded.
+        from gateway.record import Recorder, TelemetryAggregator
+        ob = cfg.outbox  # a group commit never holds telemetry or status longer than their own period
+        self.recorder = Recorder(None, TelemetryAggregator(ob.telemetry_period_s, ob.deadband),
+                                 status_period_s=ob.status_period_s,
+                                 commit_s=min(ob.commit_s, ob.telemetry_period_s, ob.status_period_s))
         self._stop = threading.Event()
         self.request_reload = None  # set by run_daemon: callable(new_config)
         self.on_command = None  # set by run_daemon: callable(name, payload) from the uplink thread
@@ -93,7 +97,10 @@ class Daemon:
                                  on_transition=self._on_transition, on_state=self.state_file.save,
                                  tick_s=SAFETY_TICK_S)
         self.safety.start()
-        snapshot = self.state_file.load()
+        snapshot = self.state_file.load()  # checked; a damaged file is moved aside, never a crash
+        self.state_file.reserve()
+        if self.state_file.fault_event():
+            self._record("fault", self.state_file.fault_event(), time.time())
         if snapshot:
             try:
                 self.safety.restore(snapshot).result(10)  # problems (a rule that is gone) are logged by the loop
@@ -113,6 +120,12 @@ class Daemon:
             raise GatewayError("[gpio] changed: restart the gateway to switch GPIO backends")
         old.stop_inputs(reloading=True)
         self._gpio = old._gpio
+        if os.path.realpath(old.cfg.gateway.data_dir) == os.path.realpath(self.cfg.gateway.data_dir):
+            # one writer of the slot file: its generation counter must go on, not start again at 0
+            self.state_file = old.state_file
+        else:
+            self.state_file.load()
+            self.state_file.reserve()
         try:
             old.safety.reconfigure(self.cfg, on_transition=self._on_transition,
                                    on_state=self.state_file.save).result(10)
@@ -124,17 +137,22 @@ class Daemon:
         finally:
             # The loop is ours now, whatever happened: a failed start leaves it for the next taker.
             self.safety, old.safety, old._gpio = old.safety, None, None
-        # Transitions from now on reach this daemon (kept in _early until its outbox opens).
+        # Transitions from now on reach this daemon (in its Recorder's lanes until its outbox opens).
         self._start_acquisition()
         old.stop(reloading=True)
 
     def _start(self, Watchdog) -> "Daemon":  # noqa: N803
         cfg = self.cfg
+        # A fatal signal (SIGBUS from a disk that went away under a mapping, SIGSEGV in a C library)
+        # prints every thread's stack to the journal before the process dies; systemd restarts it
+        # and the saved alarm state sounds the sirens again.
+        faulthandler.enable()
         self.watchdog = Watchdog()
         if self.acquisition is None:
-            self._start_acquisition(outbox_first=True)
-        else:
-            self._open_outbox()
+            self._start_acquisition()
+        # after the buses: checking a big outbox on a slow card takes seconds, and new alarms must not
+        # wait for it (their events wait in the Recorder's lanes meanwhile)
+        self._open_outbox()
         self._start_uplink()
         self._start_control()
         allow = dict(self.acquisition.allowances(), safety=SAFETY_ALLOWANCE_S)
@@ -149,31 +167,25 @@ class Daemon:
                  len(cfg.sensors), len(cfg.rules), len(cfg.outputs))
         return self
 
-    def _start_acquisition(self, outbox_first: bool = False) -> None:
-        if outbox_first:
-            self._open_outbox()
+    def _start_acquisition(self) -> None:
         self._quality = QualityWatch({(r.sensor, r.point) for r in self.cfg.rules})
         self.acquisition = Acquisition(self.cfg, self._on_reading)
         self.acquisition.start()
 
     def _open_outbox(self) -> None:
-        from gateway.record import Outbox, Recorder, TelemetryAggregator
+        from gateway.record import Outbox
         from gateway.record.health import Health
+        from gateway.record.seqmark import SeqMark
 
-        path = os.path.join(self.cfg.gateway.data_dir, "outbox.sqlite")
-        try:
-            self.outbox = Outbox(path, self.cfg.gateway.id, self.cfg.outbox)
-        except OutboxError as e:  # sirens must not depend on the disk: run, say it loudly
-            log.error("OUTBOX UNAVAILABLE, events are not being kept: %s", e)
+        data_dir = self.cfg.gateway.data_dir
+        try:  # recover=True: a damaged or unwritable file is moved aside or retried, never raised
+            self.outbox = Outbox(os.path.join(data_dir, "outbox.sqlite"), self.cfg.gateway.id, self.cfg.outbox,
+                                 mark=SeqMark(data_dir), recover=True)
+        except (OutboxError, OSError) as e:  # sirens must not depend on the disk: run, say it loudly
+            log.error("OUTBOX UNAVAILABLE, events wait in memory (bounded): %s", e)
             return
-        tele = TelemetryAggregator(self.cfg.outbox.telemetry_period_s, self.cfg.outbox.deadband)
-        recorder = Recorder(self.outbox, tele, health=Health(self.outbox, self.cfg.gateway.data_dir),
-                                 status_period_s=self.cfg.outbox.status_period_s).start()
-        with self._record_lock:
-            for type_, fields, ts in self._early:
-                recorder.submit(type_, fields, ts)
-            self._early.clear()
-            self.recorder = recorder
+        health = Health(self.outbox, data_dir, recorder=self.recorder, state_file=self.state_file)
+        self.recorder.attach(self.outbox, health).start()
 
     def _start_uplink(self) -> None:
         if self.cfg.uplink is None or self.outbox is None:
@@ -188,7 +200,8 @@ class Daemon:
             log.warning("client certificate %s expires on %s (%.0f days): renew it before the uplink stops",
                         tls.cert, self.cert_expiry["not_after"], self.cert_expiry["days_left"])
         birth = {"firmware": __version__, "config_hash": self.cfg.text_hash, "sensors": list(self.cfg.sensors)}
-        self.uplink = Uplink(self.cfg.uplink, self.outbox, self.cfg.gateway.id, birth, on_command=self.on_command)
+        self.uplink = Uplink(self.cfg.uplink, self.outbox, self.cfg.gateway.id, birth, on_command=self.on_command,
+                             writer=self.recorder, record=self._record)
         self.uplink.start()
 
     def _start_control(self) -> None:
@@ -207,21 +220,13 @@ class Daemon:
     # -- the flow ------------------------------------------------------------------------
     def _on_reading(self, r) -> None:
         self.safety.submit(r)  # first: the siren does not wait for the telemetry queue
-        if self.recorder is not None:
-            self.recorder.reading(r)
+        self.recorder.reading(r)
         change = self._quality.change(r)
         if change is not None:
             self._record("fault", change, r.ts)
 
     def _record(self, type_: str, fields: dict, ts: float) -> None:
-        if self.recorder is not None:
-            self.recorder.submit(type_, fields, ts)
-        else:
-            with self._record_lock:
-                if self.recorder is None:
-                    self._early.append((type_, fields, ts))
-                else:
-                    self.recorder.submit(type_, fields, ts)
+        self.recorder.submit(type_, fields, ts)  # never blocks; alarms have a lane of their own
         self.events.append(type_, fields, ts)
 
     # -- the public face the process side uses (gateway/service/process.py) -------------------
@@ -318,11 +323,11 @@ class Daemon:
     def _stop_records(self) -> None:
         if self.uplink:
             self.uplink.stop()
-        if self.recorder:
+        if self.recorder.alive():
             self.recorder.stop()
         if self.outbox:
             self.outbox.close()
         if self.watchdog:
             self.watchdog.stop()
-        self.uplink = self.recorder = self.outbox = self.watchdog = None
+        self.uplink = self.outbox = self.watchdog = None  # the (stopped) Recorder stays: late events are dropped there
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import time
 
 from gateway import __version__
@@ -63,6 +62,7 @@ def daemon_status(d) -> dict:
         "devices": {n: s.as_dict() for n, s in d.acquisition.stats().items()} if d.acquisition else {},
         "uplink": _uplink(d),
         "outbox": _outbox(d, wall),
+        "recorder": d.recorder.stats(), "alarm_state": d.state_file.stats(),
         "watchdog_stale": [n for n, _ in d.watchdog.stale()] if d.watchdog else [],
     }
     st["verdict"] = verdict(st, wall)
@@ -164,44 +164,19 @@ def _uplink(d) -> dict:
 
 
 def _outbox(d, wall: float) -> dict:
+    """The outbox's own figures (as of its last write: the daemon holds the file exclusively, and
+    status never waits for a commit in progress), plus the ages a technician reads."""
     if d.outbox is None:
         return {"state": "unavailable"}
     try:
         st = dict(d.outbox.stats())
     except OutboxError as e:
-        st = {"state": "error", "last_error": str(e)}
-    st.update(_outbox_extras(d.outbox.path, wall))
+        return {"state": "error", "last_error": str(e)}
+    oldest = st.get("oldest_pending_age_s_by_class") or {}
+    last = st.get("last_delivered_ts")
+    st.update({"oldest_alarm_age_s": oldest.get("alarm"),
+               "last_delivered_age_s": round(wall - last, 1) if last else None})
     return st
-
-
-def _outbox_extras(path: str, wall: float) -> dict:
-    """Oldest undelivered event per class and the last delivery, from a read-only connection."""
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.5)
-    except sqlite3.Error as e:
-        return {"extras_error": str(e)}
-    try:
-        from gateway.record.envelope import PRIORITY_NAMES
-
-        oldest = {}
-        for prio, name in PRIORITY_NAMES.items():
-            row = db.execute("SELECT ts FROM events WHERE state = 0 AND priority = ? ORDER BY seq LIMIT 1",
-                             (prio,)).fetchone()
-            oldest[name] = round(max(0.0, wall - row[0]), 1) if row else None
-        row = db.execute("SELECT max(done_at) FROM (SELECT done_at FROM events WHERE state = 1 "
-                         "ORDER BY seq DESC LIMIT 200)").fetchone()
-        last = row[0] if row else None
-        return {"oldest_pending_age_s_by_class": oldest, "oldest_alarm_age_s": oldest.get("alarm"),
-                "last_delivered_ts": last, "last_delivered_age_s": round(wall - last, 1) if last else None}
-    except sqlite3.Error as e:
-        return {"extras_error": str(e)}
-    finally:
-        db.close()
-
-
-# -- the verdict -------------------------------------------------------------------------------
-_RANK = {"blue": 1, "yellow": 2, "orange": 3, "red": 4}
-
 
 def clock(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts))
@@ -230,6 +205,10 @@ def alarm_flags(a: dict) -> list[str]:
     elif a.get("silenced"):
         flags.append(f"silenced by {a.get('silenced_by') or '?'}")
     return flags
+
+
+# -- the verdict -------------------------------------------------------------------------------
+_RANK = {"blue": 1, "yellow": 2, "orange": 3, "red": 4}
 
 
 def verdict(st: dict, wall: float) -> str:

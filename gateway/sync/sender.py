@@ -29,6 +29,9 @@ ALARM_PRIORITY = envelope.PRIORITY[envelope.ALARM]
 POISON_REASONS = {0x90: "topic_name_invalid", 0x95: "message_too_large", 0x99: "payload_format_invalid"}
 STRIKES_TO_POISON = 2
 _BACKLOG_CHUNK = 500
+# Past this many sent-but-not-yet-marked rows the oldest are forgotten: at worst one is sent again,
+# a duplicate the platform drops by id. Normally the marks keep it near the window.
+SENT_MAX = 50_000
 
 
 class Sender:
@@ -43,14 +46,17 @@ class Sender:
         self.acked: list[int] = []  # PUBACKed, not yet marked in the outbox
         self.suspects: dict[int, Pending] = {}
         self.strikes: collections.Counter = collections.Counter()
-        self._unacked_ever: set[int] = set()  # published at least once, never acked: a resend is a duplicate
+        # published at least once, never acked: a resend is a duplicate (a dict: ordered, trimmed oldest first)
+        self._unacked_ever: dict[int, None] = {}
         self.counts = collections.Counter()  # published, delivered, resent, replayed, poison, refused
         self.session_max_bytes = max_bytes
         self._new_session(0)
 
     def _new_session(self, live_from: int) -> None:
         self.live_from = live_from
-        self._sent: set[int] = set()
+        # sent in this session and not yet marked delivered in the outbox (which would stop the live and
+        # backlog queries returning them): in flight, or acked with its mark waiting for the group commit
+        self._sent: dict[int, None] = {}
         self._live: collections.deque = collections.deque()
         self._live_version = -1
         self._live_exhausted = False
@@ -109,7 +115,7 @@ class Sender:
         if self._live_version == self.outbox.version and (self._live or self._live_exhausted):
             return
         self._live_version = self.outbox.version
-        limit = self.window * 4 + len(self.inflight)
+        limit = self.window * 4 + len(self.inflight) + len(self._sent)
         rows = self.outbox.live(self.live_from, limit)
         self._live_exhausted = len(rows) < limit
         self._live = collections.deque(r for r in rows if r.seq not in self._sent)
@@ -141,13 +147,17 @@ class Sender:
 
     def sent(self, mid: int, row: Pending, replay: bool) -> None:
         self.inflight[mid] = row
-        self._sent.add(row.seq)
+        self._sent[row.seq] = None
+        if len(self._sent) > SENT_MAX:
+            del self._sent[next(iter(self._sent))]
         self.counts["published"] += 1
         if replay:
             self.counts["replayed"] += 1
         if row.seq in self._unacked_ever:
             self.counts["resent"] += 1
-        self._unacked_ever.add(row.seq)
+        self._unacked_ever[row.seq] = None
+        if len(self._unacked_ever) > SENT_MAX:
+            del self._unacked_ever[next(iter(self._unacked_ever))]
 
     def puback(self, mid: int, failure_code: int | None) -> tuple[Pending, str] | None:
         """A PUBACK arrived. Returns (row, reason) when the row turned out to be poison."""
@@ -158,11 +168,11 @@ class Sender:
         self.strikes.pop(row.seq, None)
         if failure_code is None:
             self.acked.append(row.seq)
-            self._unacked_ever.discard(row.seq)
+            self._unacked_ever.pop(row.seq, None)
             self.counts["delivered"] += 1
             return None
         if failure_code in POISON_REASONS:
-            self._unacked_ever.discard(row.seq)
+            self._unacked_ever.pop(row.seq, None)
             return row, f"broker refused it: {POISON_REASONS[failure_code]} (reason code 0x{failure_code:02x})"
         # quota exceeded, not authorised, unspecified: may pass later, try again next session
         self.counts["refused"] += 1
@@ -173,3 +183,9 @@ class Sender:
     def take_acked(self) -> list[int]:
         acked, self.acked = self.acked, []
         return acked
+
+    def marked(self, seqs) -> None:
+        """These seqs are marked delivered (or failed) in the outbox: its queries no longer return
+        them, so the session need not remember them."""
+        for seq in seqs:
+            self._sent.pop(seq, None)

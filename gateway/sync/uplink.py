@@ -59,7 +59,7 @@ class Uplink:
     def __init__(self, cfg: UplinkConfig, outbox: Outbox, gateway_id: str, birth_info: dict | None = None, *,
                  on_command=None, backoff_initial_s: float = 1.0, backoff_max_s: float = 60.0,
                  max_message_bytes: int = 256 * 1024, connack_timeout_s: float = 10.0,
-                 housekeep_s: float = 30.0, shutdown_drain_s: float = 2.0):
+                 housekeep_s: float = 30.0, shutdown_drain_s: float = 2.0, writer=None, record=None):
         if str(cfg.protocol) not in PROTOCOLS:
             raise UplinkError(f"[uplink] protocol {cfg.protocol!r}: expected \"5\" or \"3.1.1\"")
         self.cfg = cfg
@@ -67,6 +67,11 @@ class Uplink:
         self.gateway_id = gateway_id
         self.birth_info = dict(birth_info or {})
         self.on_command = on_command  # on_command(name, payload: bytes), called on the uplink thread
+        # One writer owns the outbox: with `writer` (the Recorder) marks and housekeeping go through it,
+        # fault events through `record(type, fields, ts)` (the daemon's: `gateway events` sees them).
+        self.writer = writer
+        self.record = record or (writer.submit if writer is not None else None)
+        self._marked: queue.SimpleQueue = queue.SimpleQueue()  # seqs the writer has marked
         self.protocol = PROTOCOLS[str(cfg.protocol)]
         self.client_id = cfg.client_id or gateway_id
         self.base = f"{cfg.topic_root.rstrip('/')}/{gateway_id}"
@@ -299,6 +304,8 @@ class Uplink:
             client.publish(self.reply_topic, self._replies.get_nowait(), qos=1)
 
     def _pump(self, client: mqtt.Client) -> None:
+        while not self._marked.empty():
+            self.sender.marked(self._marked.get_nowait())
         if self._rebirth.is_set():
             self._rebirth.clear()
             client.publish(self.status_topic, self._birth(), qos=1, retain=True)
@@ -322,13 +329,19 @@ class Uplink:
         acked = self.sender.take_acked()
         if not acked:
             return
+        if self.writer is not None:
+            self.writer.delivered(acked, on_marked=self._marked.put)  # with the next group commit
+            return
         try:
             self.outbox.mark_delivered(acked)
+            self.sender.marked(acked)
         except OutboxError as e:
             # not marked = sent again later: a duplicate the platform drops by id, never a loss
             log.error("cannot mark %d events delivered: %s", len(acked), e)
 
     def _housekeep(self) -> None:
+        if self.writer is not None:
+            return  # the writer housekeeps on its own cadence
         try:
             self.outbox.housekeep()
         except OutboxError as e:
@@ -338,11 +351,15 @@ class Uplink:
         self.sender.counts["poison"] += 1
         log.error("event seq %d (%s) will never be accepted by %s: %s; marked failed in the outbox",
                   row.seq, row.type, self.address, reason)
+        fault = {"component": "uplink", "state": "fault", "reason": "message_refused", "detail": reason,
+                 "failed_seq": row.seq, "failed_type": row.type}
+        if self.writer is not None:
+            self.writer.failed(row.seq, reason)
+            self.record(envelope.FAULT, fault, time.time())
+            return
         try:
             self.outbox.mark_failed(row.seq, reason)
-            self.outbox.add(envelope.FAULT, {"component": "uplink", "state": "fault",
-                                             "reason": "message_refused", "detail": reason,
-                                             "failed_seq": row.seq, "failed_type": row.type})
+            self.outbox.add(envelope.FAULT, fault)
         except OutboxError as e:
             log.error("recording the refused event seq %d: %s", row.seq, e)
 

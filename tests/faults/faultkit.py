@@ -205,10 +205,16 @@ def siren_turned_on(changes: list[dict]) -> list[dict]:
     return [p for p in changes if p["value"] == 0]
 
 
-def outbox_max_seq(path) -> int:
-    """The highest seq the outbox ever gave out, read with sqlite3 (delivered rows may be deleted by
-    housekeeping; sqlite_sequence keeps the high-water mark of the AUTOINCREMENT column)."""
-    con = sqlite3.connect(str(path), timeout=10)
+def outbox_max_seq(where) -> int:
+    """The highest seq the outbox ever gave out. `where` is a GatewayProcess or the file's path. While
+    the daemon runs it holds the file exclusively (no -shm to SIGBUS on), so it is asked over the control
+    socket; otherwise the file is read with sqlite3 (delivered rows may be deleted by housekeeping;
+    sqlite_sequence keeps the high-water mark of the AUTOINCREMENT column)."""
+    if isinstance(where, GatewayProcess):
+        if where.running:
+            return where.status()["outbox"]["next_seq"] - 1
+        where = where.outbox_path
+    con = sqlite3.connect(str(where), timeout=10)
     try:
         top = con.execute("SELECT max(seq) FROM events").fetchone()[0] or 0
         row = con.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()

@@ -50,7 +50,7 @@ def outage(tmp_path, broker, rx, gateways, outage_s: float):
             off_at = time.time()
             time.sleep(outage_s)  # the planned outage
             on_at = time.time()
-            backlog_max = outbox_max_seq(gw.outbox_path)
+            backlog_max = outbox_max_seq(gw)
             st = gw.status()
             broker.start()
             wait_for(lambda: not missing_seqs(rx, GW, backlog_max), 180,
@@ -58,7 +58,7 @@ def outage(tmp_path, broker, rx, gateways, outage_s: float):
             delivered_s = time.time() - on_at
             stop.set()
             producer.join(5)
-            final_max = outbox_max_seq(gw.outbox_path)
+            final_max = outbox_max_seq(gw)
             wait_for(lambda: not missing_seqs(rx, GW, final_max), 60, what=f"every seq up to {final_max}")
             assert gw.stop() == 0, gw.log_tail()
         made_offline = [e for e in rx.events if off_at < ts_of(e) < on_at and e["type"] in ("alarm", "telemetry")]

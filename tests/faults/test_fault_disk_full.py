@@ -118,7 +118,7 @@ def test_disk_full_keeps_alarms_and_the_siren_and_recovers(tmp_path, small_fs, b
                              for e in rx.of_type("fault")), 60, what="the outbox recovery event")
         wait_for(lambda: any(ts_of(e) > freed_at for e in rx.of_type("telemetry")), 60,
                  what="fresh telemetry after the space returned")
-        max_seq = outbox_max_seq(gw.outbox_path)
+        max_seq = outbox_max_seq(gw)
         wait_for(lambda: not missing_seqs(rx, GW, max_seq), 60, what=f"every seq up to {max_seq}")
         siren = gw.pins(SIREN_PIN)
         assert gw.stop() == 0, gw.log_tail()

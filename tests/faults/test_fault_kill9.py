@@ -60,7 +60,7 @@ def kill9_storm(tmp_path, broker, receiver, gateways, kills: int, seed: int):
             gw.wait_up(30)
             wait_for(lambda: (gw.status() or {}).get("uplink", {}).get("state") == "online", 60,
                      what="uplink online after the last restart")
-            max_seq = outbox_max_seq(gw.outbox_path)  # read while it runs: WAL lets a reader in
+            max_seq = outbox_max_seq(gw)  # asked over the control socket while it runs
             t1 = time.monotonic()
             wait_for(lambda: not missing_seqs(rx, GW, max_seq), 90,
                      what=f"every seq 1..{max_seq} received or declared")

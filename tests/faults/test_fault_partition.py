@@ -223,7 +223,7 @@ def test_partition_between_daemon_and_broker(kind, tmp_path, partition, gateways
                                  for e in rx.events[mark:]), 30, what="a change through a 2 s delay")
             latency = time.time() - t_change
         time.sleep(max(0.0, CASES[kind] - (time.time() - t_imp)))  # the planned impairment
-        before_heal = outbox_max_seq(gw.outbox_path)
+        before_heal = outbox_max_seq(gw)
         partition.heal(kind)
         t_heal = time.time()
         wait_for(lambda: not missing_seqs(rx, GW, before_heal), 120,
@@ -232,7 +232,7 @@ def test_partition_between_daemon_and_broker(kind, tmp_path, partition, gateways
         wait_for(lambda: rx.presence.get(GW, {}).get("state") == "online", 60, what="online again")
         stop.set()
         producer.join(5)
-        final_max = outbox_max_seq(gw.outbox_path)
+        final_max = outbox_max_seq(gw)
         wait_for(lambda: not missing_seqs(rx, GW, final_max), 60, what=f"every seq up to {final_max}")
         assert gw.stop() == 0, gw.log_tail()
 

@@ -80,7 +80,7 @@ def reloads_and_kills(tmp_path, broker, rx, gateways, reloads: int, kills: int, 
         gw.wait_up(30)
         wait_for(lambda: (gw.status() or {}).get("uplink", {}).get("state") == "online", 60,
                  what="uplink online after the last restart")
-        max_seq = outbox_max_seq(gw.outbox_path)
+        max_seq = outbox_max_seq(gw)  # the running daemon holds its outbox exclusively: ask it
         wait_for(lambda: not missing_seqs(rx, GW, max_seq), 120, what=f"every seq 1..{max_seq} at the platform")
         log = gw.log()
         gw.stop()
