@@ -97,7 +97,7 @@ def test_broker_outage_events_are_kept_and_delivered_alarms_first(field):
         n_before = len(rx.events)
         broker.start()
         wait_for(lambda: any(e.get("transition") == "raised" and e["level"] == "yellow" for e in rx.of_type("alarm")),
-                 60, what="alarm delivered after the outage")
+                 120, what="alarm delivered after the outage")  # the reconnect backoff may be ~60 s by then
         # Of the events made while the broker was away, the alarm comes first (messages that were
         # in flight at the disconnect are re-sent before them, one by one).
         made_offline = [e for e in rx.events[n_before:] if e["type"] in ("alarm", "telemetry")
