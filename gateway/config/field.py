@@ -127,7 +127,8 @@ def build_sensors(top: Table, buses: dict[str, Bus | None], library: ProfileLibr
                         poll_s=float(t.number("poll_s", 1.0, gt=0)),
                         timeout_s=_float(t.number("timeout_s", None, gt=0, le=10)),
                         retries=t.integer("retries", None, ge=0, le=5),
-                        stale_after_s=_float(t.number("stale_after_s", None, gt=0)))
+                        stale_after_s=_float(t.number("stale_after_s", None, gt=0)),
+                        place=t.text("place"))
         if name and len(t.report.problems) == count and bus and profile:
             sensors[name] = sensor
     return sensors, set(named)

@@ -81,6 +81,7 @@ class Sensor:
     timeout_s: float | None = None  # None: the bus's timeout_s
     retries: int | None = None  # None: the bus's retries
     stale_after_s: float | None = None  # None: 3 x poll_s (serial: 3 s)
+    place: str | None = None  # spoken as {place} in voice messages; None: the sensor's name
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,9 @@ class Rule:
     drop: RateSpec | None = None
     latch: bool = False  # stays active until acknowledged (smoke)
     sound: tuple[str, ...] = ()  # output names
+    say: dict[str, str] = field(default_factory=dict)  # level -> message (placeholders resolved but {value})
+    say_clip: dict[str, str] = field(default_factory=dict)  # level -> a recorded WAV replacing the synthesis
+    say_clear: str | None = None  # spoken once when the alarm clears
 
     @property
     def name(self) -> str:
@@ -129,10 +133,14 @@ PATTERNS = {
 @dataclass(frozen=True)
 class Output:
     name: str
-    pin: int  # BCM
+    pin: int | None  # BCM; None for a voice or Modbus output
     active_low: bool = True  # most Pi relay boards
     pattern: dict[str, Pattern] = field(default_factory=dict)  # level -> pattern; levels absent stay off
     max_on_s: float = 600.0  # auto-silence after this long
+    kind: str = "relay"  # relay | modbus | voice
+    area: str | None = None  # outputs of one area start and stop together; siren and voice alternate
+    voice: "VoiceSpec | None" = None  # kind = "voice"
+    modbus: "ModbusWrite | None" = None  # kind = "modbus"
 
 
 @dataclass(frozen=True)
@@ -199,4 +207,53 @@ class Config:
     uplink: Uplink | None = None
     outbox: Outbox = field(default_factory=Outbox)
     commands: Commands | None = None
+    areas: dict[str, "Area"] = field(default_factory=dict)
+    drill: "Drill" = field(default_factory=lambda: Drill())
     text_hash: str = ""  # sha256 of the file, reported in the birth message
+
+
+# -- voice and Modbus outputs, areas, drills (issue 13) -----------------------------------------
+VOICE_PATTERNS = {
+    "repeat": Pattern("repeat"),  # the message in every voice slot while the alarm sounds
+    "once": Pattern("once"),  # the message in the first voice slot only
+}
+
+
+@dataclass(frozen=True)
+class VoiceSpec:
+    backend: str  # alsa | syn6288 | sim
+    device: str = "default"  # alsa: the ALSA PCM (aplay -D)
+    voice: str = "cmn"  # alsa: the espeak-ng voice (Mandarin)
+    speed: int = 150  # alsa: espeak-ng words per minute
+    port: str | None = None  # syn6288: serial port or pyserial URL
+    baudrate: int = 9600  # syn6288
+    record: str | None = None  # sim: JSON lines file of what was said
+
+
+@dataclass(frozen=True)
+class ModbusWrite:
+    bus: str
+    unit: int
+    coil: int | None = None  # FC05, read back with FC01
+    register: int | None = None  # FC06 (FC16 with multiple_write), read back with FC03
+    on_value: int = 1  # register: the value written for ON
+    off_value: int = 0
+    multiple_write: bool = False  # register: FC16 instead of FC06 (modules that only take FC16)
+    timeout_s: float = 0.3
+    retry_s: float = 1.0  # a write the device did not confirm is tried again this often
+
+
+@dataclass(frozen=True)
+class Area:
+    """GB 50116-2013 §4.8: one siren burst of burst_s, then `messages` voice slots of message_s."""
+    name: str
+    burst_s: float = 10.0  # 8..20
+    messages: int = 1  # 1..2
+    message_s: float = 10.0  # 10..30
+
+
+@dataclass(frozen=True)
+class Drill:
+    announcement: str = "现在是应急演练。"
+    minutes: float = 30.0  # a drill started without --minutes
+    max_minutes: float = 240.0

@@ -10,18 +10,23 @@ from gateway.config.model import BUS_TYPES, LEVELS, PATTERNS  # noqa: F401  (re-
 KEYS: dict[str, tuple[str, ...]] = {
     # the top level of the config file
     "": ("gateway", "buses", "sensors", "rules", "gpio", "outputs", "inputs",
-         "uplink", "outbox", "commands"),
+         "uplink", "outbox", "commands", "areas", "drill"),
     "gateway": ("id", "data_dir", "profiles", "control_socket"),
     "buses.NAME": ("type", "port", "host", "baudrate", "parity", "bytesize", "stopbits",
                    "timeout_s", "retries", "backoff_max_s"),
     "sensors": ("name", "bus", "unit", "profile", "poll_s", "timeout_s", "retries",
-                "stale_after_s"),
+                "stale_after_s", "place"),
     "rules": ("sensor", "point", "above", "below", "equals", "hysteresis", "debounce_s",
-              "rise", "drop", "latch", "sound"),
+              "rise", "drop", "latch", "sound", "say", "say_clip", "say_clear"),
     "rules.rise": ("amount", "within_s", "level"),
     "rules.drop": ("amount", "within_s", "level"),
     "gpio": ("backend", "record"),
-    "outputs.NAME": ("pin", "active_low", "pattern", "max_on_s"),
+    "outputs.NAME": ("pin", "active_low", "pattern", "max_on_s", "kind", "area",
+                     # kind = "voice"
+                     "backend", "device", "voice", "speed", "port", "baudrate", "record",
+                     # kind = "modbus"
+                     "bus", "unit", "coil", "register", "on_value", "off_value", "multiple_write",
+                     "timeout_s", "retry_s"),
     "outputs.NAME.pattern.LEVEL": ("on_s", "off_s"),
     "inputs.NAME": ("pin", "action", "active_low", "debounce_ms"),
     "uplink": ("host", "port", "topic_root", "client_id", "protocol", "keepalive_s",
@@ -29,6 +34,8 @@ KEYS: dict[str, tuple[str, ...]] = {
     "uplink.tls": ("ca", "cert", "key"),
     "outbox": ("max_rows", "max_mb", "telemetry_period_s", "deadband", "status_period_s"),
     "commands": ("platform_keys",),
+    "areas.NAME": ("burst_s", "messages", "message_s"),
+    "drill": ("announcement", "minutes", "max_minutes"),
     # a profile file (config/profiles/*.toml)
     "profile": ("name", "kind", "description", "frame", "pattern", "points"),
     "profile.points": ("name", "unit", "register", "function", "type", "word_order", "scale",
@@ -53,3 +60,5 @@ GPIO_BACKENDS = ("sim", "rpi")
 BCM_PINS = range(0, 28)  # the 40-pin header's GPIO0..GPIO27
 INPUT_ACTIONS = ("silence", "ack")
 MQTT_PROTOCOLS = ("5", "3.1.1")
+OUTPUT_KINDS = ("relay", "modbus", "voice")
+VOICE_BACKENDS = ("alsa", "syn6288", "sim")
