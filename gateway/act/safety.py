@@ -44,9 +44,10 @@ class SafetyCore:
             raise ConfigError(unknown)
 
     @classmethod
-    def from_config(cls, cfg, gpio) -> "SafetyCore":
-        """From a validated gateway.config.model.Config and an open GpioBackend."""
-        sirens = Sirens(cfg.outputs, gpio)
+    def from_config(cls, cfg, gpio, outlets=None) -> "SafetyCore":
+        """From a validated gateway.config.model.Config and an open GpioBackend; `outlets`: the
+        started workers of the voice and Modbus outputs, by output name."""
+        sirens = Sirens(cfg.outputs, gpio, outlets, cfg.areas)
         buttons = [SilenceButton(i, gpio) for i in cfg.inputs.values()]
         return cls(AlarmBook(cfg.rules), sirens, buttons)
 
@@ -107,6 +108,10 @@ class SafetyCore:
     def _sound(self, step: Step, now: float) -> None:
         rep = self.sirens.update(self.book.active(), now)
         step.add(rep)
+        for t in step.transitions:
+            if t.kind == "cleared":
+                rule = next((r for r in self.book.rules if r.name == t.rule), None)
+                step.add(self.sirens.announce_clear(rule, now))
         if rep.expired:
             # max_on_s is a silence by the clock: the alarms stay active and an escalation
             # sounds again, as after a silence by hand.

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from gateway.config.model import Output, Pattern
 from gateway.decide.transition import level_at, rank
 from gateway.errors import OutputError
+from gateway.act.voice import message_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +63,12 @@ class Siren:
     def name(self) -> str:
         return self.output.name
 
-    def drive(self, level: str | None, now: float, silenced: bool = False) -> RelayChange | None:
+    def drive(self, level: str | None, now: float, silenced: bool = False, quiet: bool = False,
+              burst_start: float | None = None) -> RelayChange | None:
         """Sound `level` (None: nothing asks for this output; `silenced`: because the alarms
-        that would are silenced). Raises OutputError if the relay
+        that would are silenced). `quiet`: the area's voice slot (gateway/act/cadence.py), off
+        while the alarm keeps counting; `burst_start`: a siren burst began then, and its pattern
+        with it. Raises OutputError if the relay
         cannot be switched; `on` then keeps the old state, so the next call retries."""
         if self.test_until is not None and now >= self.test_until:
             self.test_until = None
@@ -77,6 +81,8 @@ class Siren:
             self.phase_start = now
         elif pattern != self.pattern:
             self.phase_start = now  # a milder pattern; the on-time keeps counting
+        if pattern is not None and burst_start is not None and burst_start > self.phase_start:
+            self.phase_start = burst_start
         self.level, self.pattern = level, pattern
         if self.test_until is not None:
             want, reason = True, "test"
@@ -85,6 +91,8 @@ class Siren:
         else:
             want = _phase_on(pattern, now - self.phase_start)
             reason = "pulse" if now > self.phase_start else "alarm"
+            if quiet:
+                want, reason = False, "cadence"
         return self._switch(want, reason, now)
 
     def _switch(self, want: bool, reason: str, now: float) -> RelayChange | None:
@@ -112,12 +120,18 @@ class Siren:
 class Sirens:
     """Every configured output, driven from the active alarms."""
 
-    def __init__(self, outputs, gpio):
+    def __init__(self, outputs, gpio, outlets=None, areas=None):
+        """`outlets`: output name -> the worker of a voice or Modbus output (gateway/act/outlets.py)."""
+        from gateway.act.cadence import Cadence
+        from gateway.act.outlets import make_output
+
         outputs = list(outputs.values()) if isinstance(outputs, dict) else list(outputs)
         self._gpio = gpio
-        self._sirens = {o.name: Siren(o, gpio) for o in outputs}
+        self._sirens = {o.name: make_output(o, gpio, outlets or {}) for o in outputs}
         self._demand: dict[str, tuple[str | None, list[str]]] = {}
         self._muted: set[str] = set()
+        self._top: dict = {}  # output -> the alarm its level comes from (whose message a voice says)
+        self._cadence = Cadence(outputs, areas)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -130,6 +144,7 @@ class Sirens:
         """Drive every output from `alarms` (gateway.decide.Alarm)."""
         demand: dict[str, tuple[int, list[str]]] = {}
         muted: set[str] = set()
+        self._top = {}
         for a in alarms:
             if a.silenced:
                 muted.update(a.rule.sound)
@@ -140,16 +155,25 @@ class Sirens:
                 ids.append(a.id)
                 if r > best:
                     demand[name] = (r, ids)
+                    self._top[name] = a
         self._demand = {n: (level_at(r), ids) for n, (r, ids) in demand.items()}
         self._muted = muted
         return self._drive(now)
 
     def _drive(self, now: float) -> SirenReport:
         rep = SirenReport()
+        levels = {name: self._demand.get(name, (None, []))[0] for name in self._sirens}
+        voiced = set()
+        for name, siren in self._sirens.items():
+            if hasattr(siren, "message"):  # a voice output: has it something to say?
+                siren.alarm = self._top.get(name)
+                if siren.message(levels[name], siren.alarm):
+                    voiced.add(name)
+        plans = self._cadence.plan(levels, voiced, now)
         for name, siren in self._sirens.items():
             level, ids = self._demand.get(name, (None, []))
             try:
-                change = siren.drive(level, now, silenced=name in self._muted)
+                change = siren.drive(level, now, silenced=name in self._muted, **plans.get(name, {}))
             except OutputError as e:
                 rep.problems.append(f"output {name}: {e}")
                 continue
@@ -157,6 +181,19 @@ class Sirens:
                 rep.changes.append(change)
             if siren.expired(now):
                 rep.expired += [i for i in ids if i not in rep.expired]
+        return rep
+
+    def announce_clear(self, rule, now: float) -> SirenReport:
+        """A rule's alarm cleared: its voice outputs say its `say_clear` once, if it has one."""
+        rep = SirenReport()
+        if rule is None or not rule.say_clear:
+            return rep
+        for name in rule.sound:
+            out = self._sirens.get(name)
+            if hasattr(out, "announce"):
+                change = out.announce(message_text(rule.say_clear, ""), now)
+                if change:
+                    rep.changes.append(change)
         return rep
 
     def check_test(self, name: str, seconds: float) -> Siren:
