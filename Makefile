@@ -5,14 +5,15 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBS := mosquitto socat
+DEBS := mosquitto socat espeak-ng alsa-utils
 
 .PHONY: test demo bench deps venv check-demo install fuzz soak clean
 
-# Debian packages the tests need: mosquitto (a real broker) and socat (pty pairs for RTU).
+# Debian packages the tests need: mosquitto (a real broker), socat (pty pairs for RTU), espeak-ng
+# (Mandarin clips for the alsa voice backend) and alsa-utils (aplay).
 deps:
-	@missing=""; for b in mosquitto socat; do \
-	  p=$$b; [ $$b = mosquitto ] && p=/usr/sbin/mosquitto; \
+	@missing=""; for b in mosquitto socat espeak-ng alsa-utils; do \
+	  p=$$b; [ $$b = mosquitto ] && p=/usr/sbin/mosquitto; [ $$b = alsa-utils ] && p=aplay; \
 	  command -v $$p >/dev/null 2>&1 || missing="$$missing $$b"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \

@@ -42,6 +42,7 @@ class AlsaVoice(VoiceBackend):
         self._aplay = aplay
         self._proc: subprocess.Popen | None = None
         self._lock = threading.Lock()
+        self._voice_checked = False
 
     # -- clips -------------------------------------------------------------------------------
     def clip_path(self, text: str) -> str:
@@ -63,6 +64,8 @@ class AlsaVoice(VoiceBackend):
         if espeak is None:
             raise VoiceError(f"{self._espeak} is not installed: apt-get install espeak-ng (the alsa voice "
                              "backend renders its clips with it)")
+        if not self._voice_checked:
+            self._check_voice(espeak)
         try:
             os.makedirs(self.cache_dir, exist_ok=True)
         except OSError as e:
@@ -82,6 +85,21 @@ class AlsaVoice(VoiceBackend):
             _remove(tmp)
             raise VoiceError(f"espeak-ng -v {self.voice} cannot synthesise \"{text}\" ({problem})")
         os.replace(tmp, path)  # a half-written clip is never found under its name
+
+    def _check_voice(self, espeak: str) -> None:
+        """espeak-ng speaks an unknown voice with its default (English) voice and exits 0: ask first."""
+        try:
+            run = subprocess.run([espeak, "--voices"], capture_output=True, text=True, timeout=RENDER_TIMEOUT_S)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise VoiceError(f"espeak-ng --voices failed: {e}") from e
+        names = set()
+        for line in run.stdout.splitlines()[1:]:
+            cols = line.split()
+            if len(cols) >= 5:
+                names.update((cols[1], cols[3], cols[4], cols[4].rsplit("/", 1)[-1]))
+        if self.voice not in names:
+            raise VoiceError(f"espeak-ng has no voice {self.voice!r} (Mandarin is cmn; espeak-ng --voices lists them)")
+        self._voice_checked = True
 
     def prepare(self, texts: Iterable[str]) -> list[str]:
         problems = []
