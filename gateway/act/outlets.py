@@ -22,3 +22,56 @@ def make_output(output, gpio, outlets: dict):
     from gateway.act.modbus_out import ModbusOutput
 
     return ModbusOutput(output, worker)
+
+
+def start_voice_workers(cfg, on_problem) -> dict:
+    """A started VoiceWorker per voice output of `cfg`. Nothing here waits on a backend: the clips
+    are rendered by each worker on its own thread. `on_problem(output, text | None)`: a fault
+    (or its recovery) to record."""
+    import os
+
+    from drivers.voice import VoiceError, open_voice
+    from gateway.act.voice import VoiceWorker, fixed_texts, message_text
+
+    workers = {}
+    cache = os.path.join(cfg.gateway.data_dir, "voice")
+    for o in cfg.outputs.values():
+        if o.kind != "voice":
+            continue
+        v = o.voice
+        clips = {message_text(r.say[lv], lv): path for r in cfg.rules if o.name in r.sound
+                 for lv, path in r.say_clip.items()}
+        worker = None
+        try:
+            backend = open_voice(v.backend, device=v.device, voice=v.voice, speed=v.speed, port=v.port,
+                                 baudrate=v.baudrate, record=v.record, cache_dir=cache, clips=clips,
+                                 on_problem=lambda text, name=o.name: workers[name].backend_problem(text))
+        except VoiceError as e:
+            backend = _Unavailable(str(e))
+        worker = VoiceWorker(o.name, backend, fixed_texts(cfg.rules, o.name, cfg.drill.announcement),
+                             on_problem=on_problem)
+        workers[o.name] = worker.start()
+    return workers
+
+
+class _Unavailable:
+    """A voice backend that could not be opened: every message is the same fault."""
+
+    name = "unavailable"
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def prepare(self, texts) -> list[str]:
+        return [self.reason]
+
+    def speak(self, text, prefix=None) -> None:
+        from drivers.voice import VoiceError
+
+        raise VoiceError(self.reason)
+
+    def stop(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

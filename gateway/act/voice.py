@@ -239,5 +239,5 @@ class VoiceOutput:
     def status(self) -> dict:
         return {"kind": "voice", "pin": None, "on": self.on, "level": self.level,
                 "pattern": self.pattern.name if self.pattern else None, "testing": self.test_until is not None,
-                "saying": self.text, **{k: v for k, v in self.worker.status().items() if k != "speaking"}}
+                "saying": self.text}
 

@@ -132,6 +132,7 @@ def format_status(st: dict) -> str:
     out.append("OUTPUTS: " + ("  ".join(f"{n}={'ON' if o.get('on') else 'off'}"
                                        + (f"({o['level']})" if o.get("level") else "")
                                        for n, o in outs.items()) or "none"))
+    out += [f"  {n}: FAULT {o['problem']}" for n, o in outs.items() if o.get("problem")]  # voice, Modbus
     up = st.get("uplink") or {}
     ob = st.get("outbox") or {}
     out.append(f"UPLINK: {up.get('state', 'offline (no [uplink])')}   OUTBOX: {ob.get('pending', '-')} "

@@ -49,6 +49,7 @@ class Daemon:
         self.cert_expiry = None
         self.started = False  # every part is up (config push's health check waits for this)
         self.safety = self.acquisition = self.watchdog = None
+        self.outlets: dict = {}  # voice and Modbus output workers (gateway/act/outlets.py)
         # Events before the outbox opened (bounded: an outbox that never opens must not grow memory).
         self._early: collections.deque = collections.deque(maxlen=10_000)
         self._record_lock = threading.Lock()
@@ -77,7 +78,10 @@ class Daemon:
             self._gpio = open_gpio(cfg.gpio)
         # Sirens first: what was sounding before a crash sounds again before anything touches the
         # outbox (an SD card that is slow to recover its WAL must not delay a restored siren).
-        self.safety = SafetyLoop(SafetyCore.from_config(cfg, self._gpio),
+        from gateway.act.outlets import start_voice_workers
+
+        self.outlets.update(start_voice_workers(cfg, self._on_output_problem))
+        self.safety = SafetyLoop(SafetyCore.from_config(cfg, self._gpio, self.outlets),
                                  on_transition=self._on_transition, on_state=self.state_file.save,
                                  tick_s=SAFETY_TICK_S)
         self.safety.start()
@@ -181,6 +185,13 @@ class Daemon:
         type_, fields = event_of(t)
         self._record(type_, fields, t.ts)
 
+    def _on_output_problem(self, output: str, text: str | None) -> None:
+        """A voice or Modbus output failed (or works again): a fault event. Its worker's thread."""
+        kind = self.cfg.outputs[output].kind if output in self.cfg.outputs else "output"
+        fields = {"component": "output", "output": output, "state": "fault" if text else "recovered",
+                  "reason": kind, "detail": text or "working again"}
+        self._record("fault", fields, time.time())
+
     def _supervise(self) -> None:
         while not self._stop.wait(SUPERVISE_S):
             now = time.monotonic()
@@ -202,7 +213,7 @@ class Daemon:
         safety = self.safety.status()
         st = {"gateway": self.cfg.gateway.id, "firmware": __version__, "config_hash": self.cfg.text_hash,
               "uptime_s": round(now - self.started_mono, 1), "sensors": sensors,
-              "alarms": safety.get("alarms", []), "outputs": safety.get("outputs", {}),
+              "alarms": safety.get("alarms", []), "outputs": _with_workers(safety.get("outputs", {}), self.outlets),
               "devices": {n: s.as_dict() for n, s in self.acquisition.stats().items()},
               "uplink": (dict(self.uplink.status(), certificate=self.cert_expiry) if self.uplink
                          else {"state": "offline (no [uplink])"}),
@@ -243,6 +254,8 @@ class Daemon:
         # next start sounds it again (a stop is not an acknowledgement).
         if self.safety:
             self.safety.stop()
+        for worker in self.outlets.values():
+            worker.stop(2.0)  # a hung backend is left behind (daemon thread), never waited for long
         if self.uplink:
             self.uplink.stop()
         if self.recorder:
@@ -255,6 +268,12 @@ class Daemon:
         if cleanup:
             cleanup()
         log.info("gateway stopped")
+
+
+def _with_workers(outputs: dict, workers: dict) -> dict:
+    """The safety loop's output status, with what each voice/Modbus worker knows now (a backend's
+    problem appears on the worker's thread, after the loop published its copy)."""
+    return {name: dict(st, **workers[name].status()) if name in workers else st for name, st in outputs.items()}
 
 
 def _iso(ts: float) -> str:
