@@ -7,6 +7,7 @@ from pymodbus.client import ModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 
 from drivers.modbus import check_request, exception_detail, quiet_pymodbus
+from drivers.modbus_bits import read_bits_pdu
 from gateway.errors import BusError, DeviceFault
 
 
@@ -56,6 +57,43 @@ class TcpLink:
     def read_registers(self, unit: int, function: int, address: int, count: int, *,
                        timeout: float, retries: int) -> list[int]:
         check_request(unit, function, address, count)
+        reply = self._call(unit, function, timeout, retries,
+                           lambda c: (c.read_holding_registers if function == 3 else c.read_input_registers)(
+                               address, count=count, device_id=unit))
+        if len(reply.registers) != count:
+            raise DeviceFault("bytecount", f"unit {unit}: {len(reply.registers)} registers, "
+                                           f"expected {count}")
+        return list(reply.registers)
+
+    # -- coils, discrete inputs and writes (the same methods RtuLink has, drivers/modbus_bits.py) --
+    def read_bits(self, unit: int, function: int, address: int, count: int, *, timeout: float,
+                  retries: int) -> list[bool]:
+        read_bits_pdu(function, address, count)  # the same span checks as RTU
+        reply = self._call(unit, function, timeout, retries,
+                           lambda c: (c.read_coils if function == 1 else c.read_discrete_inputs)(
+                               address, count=count, device_id=unit))
+        if len(reply.bits) < count:
+            raise DeviceFault("bytecount", f"unit {unit}: {len(reply.bits)} bits, expected {count}")
+        return [bool(b) for b in reply.bits[:count]]
+
+    def write_coil(self, unit: int, address: int, on: bool, *, timeout: float, retries: int) -> None:
+        reply = self._call(unit, 5, timeout, retries, lambda c: c.write_coil(address, on, device_id=unit))
+        if reply.address != address or list(reply.bits[:1]) != [on]:
+            raise DeviceFault("garbage", f"unit {unit}: coil {address} write not echoed ({reply})")
+
+    def write_register(self, unit: int, address: int, value: int, *, multiple: bool = False,
+                       timeout: float, retries: int) -> None:
+        if multiple:
+            reply = self._call(unit, 16, timeout, retries,
+                               lambda c: c.write_registers(address, [value], device_id=unit))
+            echoed = reply.address == address and reply.count == 1
+        else:
+            reply = self._call(unit, 6, timeout, retries, lambda c: c.write_register(address, value, device_id=unit))
+            echoed = reply.address == address and list(reply.registers[:1]) == [value]
+        if not echoed:
+            raise DeviceFault("garbage", f"unit {unit}: register {address} write not echoed ({reply})")
+
+    def _call(self, unit: int, function: int, timeout: float, retries: int, request):
         client = self._client
         if client is None:
             raise BusError(f"bus {self.name}: Modbus TCP {self.host}:{self.port} is not open")
@@ -66,9 +104,8 @@ class TcpLink:
         # is the caller's job.
         client.transaction.count_until_disconnect = client.transaction.max_until_disconnect
         self._unit, self._junk = unit, False
-        read = client.read_holding_registers if function == 3 else client.read_input_registers
         try:
-            reply = read(address, count=count, device_id=unit)
+            reply = request(client)
         except ConnectionException as e:
             self.close()
             raise BusError(f"bus {self.name}: Modbus TCP {self.host}:{self.port} lost: {e.string}") from e
@@ -87,10 +124,7 @@ class TcpLink:
         if reply.function_code != function:
             raise DeviceFault("garbage", f"unit {unit}: function {reply.function_code} reply "
                                          f"to a function {function} request")
-        if len(reply.registers) != count:
-            raise DeviceFault("bytecount", f"unit {unit}: {len(reply.registers)} registers, "
-                                           f"expected {count}")
-        return list(reply.registers)
+        return reply
 
     def _trace_packet(self, sending: bool, data: bytes) -> bytes:
         # A late reply to an earlier request is a well-formed frame for our unit (pymodbus
