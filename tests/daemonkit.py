@@ -106,3 +106,14 @@ def stop_daemon(proc: subprocess.Popen, timeout: float = 15.0) -> str:
             proc.kill()
             proc.wait(5)
     return proc.stdout.read()
+
+
+def cli_json(config_path, *args) -> list[dict]:
+    """`gateway ARGS --json -c CONFIG` against the running daemon: its JSON document (status) or
+    JSON lines (events), as a list."""
+    run = subprocess.run([sys.executable, "-m", "gateway.cli", *args, "--json", "-c", str(config_path)],
+                         capture_output=True, text=True, timeout=20)
+    try:
+        return [json.loads(run.stdout)]
+    except json.JSONDecodeError:
+        return [json.loads(x) for x in run.stdout.splitlines() if x.startswith("{")]

@@ -22,7 +22,7 @@ from gateway.config import load_config
 from gateway.config.model import PATTERNS, VOICE_PATTERNS, Area, Output, Rule, VoiceSpec
 from gateway.decide import AlarmBook
 from gateway.reading import Reading
-from tests.daemonkit import SIREN_PIN, run_daemon, stop_daemon, write_config
+from tests.daemonkit import SIREN_PIN, cli_json, run_daemon, stop_daemon, write_config
 from tests.ptys import wait_until
 
 TICK = 0.02
@@ -80,12 +80,6 @@ def test_a_hung_voice_backend_never_delays_a_relay():
         assert worker.stop(5) and lone_worker.stop(5)
 
 
-def _events(cfg_path) -> list[dict]:
-    run = subprocess.run([sys.executable, "-m", "gateway.cli", "events", "--json", "-c", cfg_path],
-                         capture_output=True, text=True, timeout=20)
-    return [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
-
-
 def _pins(tmp_path) -> list[dict]:
     f = tmp_path / "var" / "pins.jsonl"
     return [json.loads(x) for x in f.read_text().splitlines() if x.strip()] if f.exists() else []
@@ -135,11 +129,10 @@ def test_the_daemon_speaks_after_the_burst_and_reports_a_missing_sound_card(tmp_
             off = [p for p in _pins(tmp_path) if p["pin"] == SIREN_PIN and p["value"] == 1 and p["t"] > on_at]
             assert off and abs(off[0]["t"] - said["t"]) < 0.2  # the siren went quiet for the message
             wait_until(lambda: any(e.get("output") == "lobby-voice" and e.get("state") == "fault"
-                                   for e in _events(path)), timeout=15, what="fault event for the card")
-            fault = next(e for e in _events(path) if e.get("output") == "lobby-voice")
+                                   for e in cli_json(path, "events")), timeout=15, what="fault event for the card")
+            fault = next(e for e in cli_json(path, "events") if e.get("output") == "lobby-voice")
             assert fault["component"] == "output" and "no-such-card" in fault["detail"]
-            status = json.loads(subprocess.run([sys.executable, "-m", "gateway.cli", "status", "--json", "-c", path],
-                                               capture_output=True, text=True, timeout=20).stdout)
+            status = cli_json(path, "status")[0]
             assert "no-such-card" in status["outputs"]["lobby-voice"]["problem"]
         finally:
             out = stop_daemon(proc)

@@ -75,3 +75,20 @@ class _Unavailable:
 
     def close(self) -> None:
         pass
+
+
+def modbus_outlets(cfg, on_problem) -> tuple[dict, dict]:
+    """(output name -> ModbusOutlet, bus name -> OutputWrites) for the Modbus outputs of `cfg`;
+    the writes are served by the bus loops (gateway/acquire/bus_loop.py)."""
+    from gateway.acquire.writes import ModbusOutlet, OutputWrites
+
+    outlets, writes = {}, {}
+    for o in cfg.outputs.values():
+        if o.kind != "modbus":
+            continue
+        m = o.modbus
+        w = writes.setdefault(m.bus, OutputWrites(m.bus, on_problem))
+        w.add(o.name, unit=m.unit, coil=m.coil, register=m.register, on_value=m.on_value,
+              off_value=m.off_value, multiple=m.multiple_write, timeout_s=m.timeout_s, retry_s=m.retry_s)
+        outlets[o.name] = ModbusOutlet(o.name, w)
+    return outlets, writes

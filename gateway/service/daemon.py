@@ -78,9 +78,11 @@ class Daemon:
             self._gpio = open_gpio(cfg.gpio)
         # Sirens first: what was sounding before a crash sounds again before anything touches the
         # outbox (an SD card that is slow to recover its WAL must not delay a restored siren).
-        from gateway.act.outlets import start_voice_workers
+        from gateway.act.outlets import modbus_outlets, start_voice_workers
 
         self.outlets.update(start_voice_workers(cfg, self._on_output_problem))
+        modbus, self._writes = modbus_outlets(cfg, self._on_output_problem)
+        self.outlets.update(modbus)
         self.safety = SafetyLoop(SafetyCore.from_config(cfg, self._gpio, self.outlets),
                                  on_transition=self._on_transition, on_state=self.state_file.save,
                                  tick_s=SAFETY_TICK_S)
@@ -95,7 +97,7 @@ class Daemon:
                         ", ".join(a["id"] for a in self.safety.status().get("alarms", [])) or "none active")
         self._open_outbox()
         self._quality = QualityWatch({(r.sensor, r.point) for r in cfg.rules})
-        self.acquisition = Acquisition(cfg, self._on_reading)
+        self.acquisition = Acquisition(cfg, self._on_reading, writes=self._writes)
         self.acquisition.start()
         self._start_uplink()
         self._start_control()
