@@ -1,4 +1,4 @@
-"""Issue 13's config: the voice, Modbus and area outputs, `say` messages and [drill], accepted exactly as
+"""Issue 13's config: the voice, Modbus and area outputs, `say` messages, accepted exactly as
 written (through `gateway check`, the technician's command) and every mistake a sentence with its line."""
 
 from __future__ import annotations
@@ -86,10 +86,9 @@ def test_the_issue_example_passes_gateway_check_as_written(tmp_path):
     assert rule.say["red"] == "地下车库B2积水已达红色预警，请勿进入车库。"
     area = cfg.areas["garage"]
     assert (area.burst_s, area.messages, area.message_s) == (10.0, 1, 10.0)  # GB 50116 defaults
-    assert cfg.drill.announcement == "现在是应急演练。"
 
 
-def test_areas_drill_placeholders_and_clips(tmp_path):
+def test_areas_placeholders_and_clips(tmp_path):
     clip = tmp_path / "red.wav"
     with wave.open(str(clip), "wb") as w:
         w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
@@ -97,7 +96,7 @@ def test_areas_drill_placeholders_and_clips(tmp_path):
     text = ISSUE.replace('say = {', 'say_clip = { red = "red.wav" }\nsay_clear = "{place}积水已退。"\nsay = {') \
         .replace('say = { orange = "地下', 'say = { orange = "{place}{level}预警，水深{value}{unit}。地下')
     text = text.replace('unit = 1\n', 'unit = 1\nplace = "地下车库B2"\n')
-    text += '[areas.garage]\nburst_s = 8\nmessages = 2\nmessage_s = 12\n\n[drill]\nannouncement = "演练。"\nminutes = 15\n'
+    text += '[areas.garage]\nburst_s = 8\nmessages = 2\nmessage_s = 12\n'
     (tmp_path / "gateway.toml").write_text((BASE + text).replace('unit = 1\n', 'unit = 1\nplace = "地下车库B2"\n'))
     cfg = load_config(str(tmp_path / "gateway.toml"))
     rule = cfg.rules[0]
@@ -105,14 +104,13 @@ def test_areas_drill_placeholders_and_clips(tmp_path):
     assert rule.say_clip == {"red": str(clip)}
     assert rule.say_clear == "地下车库B2积水已退。"
     assert cfg.areas["garage"].messages == 2 and cfg.areas["garage"].burst_s == 8
-    assert (cfg.drill.announcement, cfg.drill.minutes) == ("演练。", 15)
 
 
 @pytest.mark.parametrize("old,new,expected", [
     ('area = "garage"\npattern = { orange = "repeat"', 'area = "garage"\npattern = { orange = "pulse"',
      "[outputs.garage-voice] pattern.orange: a voice output's pattern is one of repeat, once"),
-    ('backend = "alsa"', 'backend = "alsaa"', "backend: must be one of alsa, syn6288, sim"),
-    ('device = "default"', 'port = "/dev/ttyUSB0"', 'port: not for backend = "alsa"'),
+    ('backend = "alsa"', 'backend = "alsaa"', "backend: must be one of alsa, sim"),
+    ('device = "default"', 'record = "v.jsonl"', 'record: not for backend = "alsa"'),
     ('coil = 0', 'coil = 0\nregister = 3', "give exactly one of coil (FC05) or register"),
     ('unit = 9', 'unit = 300', "unit: must be between 1 and 247"),
     ('bus = "rs485"\nunit = 9', 'bus = "rs486"\nunit = 9', "unknown bus 'rs486'"),
@@ -125,7 +123,6 @@ def test_areas_drill_placeholders_and_clips(tmp_path):
     ('[[rules]]', '[areas.garage]\nmessage_s = 5\n\n[[rules]]', "message_s: must be between 10.0 and 30.0"),
     ('[[rules]]', '[areas.garage]\nmessages = 3\n\n[[rules]]', "messages: must be between 1 and 2"),
     ('[[rules]]', '[areas.lobby]\n\n[[rules]]', "no output names area 'lobby'"),
-    ('[[rules]]', '[drill]\nannouncement = ""\n\n[[rules]]', "residents must hear that this is a drill"),
 ])
 def test_mistakes_are_sentences_with_their_line(tmp_path, old, new, expected):
     assert old in ISSUE

@@ -21,7 +21,7 @@ from .source import read_toml
 from .summary import summary
 from .tables import Table
 from .uplink import build_commands, build_outbox, build_uplink
-from .voice import build_areas, build_drill, check_voice_rules
+from .voice import build_areas, check_voice_rules
 
 __all__ = ["ConfigError", "Problem", "load_config", "resolve_config_path", "summary",
            "KEYS", "SHIPPED_PROFILES", "ENV_VAR"]
@@ -57,7 +57,7 @@ def load_config(path: str) -> Config:
     # every output written, valid or not: a rule naming a broken one is not "unknown"
     written = src.data.get("outputs")
     rules = build_rules(top, sensors, sensor_names, list(written) if isinstance(written, dict) else [], base)
-    areas, drill = build_areas(top, outputs), build_drill(top)  # voice, cadence, drills: config/voice.py
+    areas = build_areas(top, outputs)  # voice and cadence: config/voice.py
     check_voice_rules(top, rules, outputs)
     uplink = build_uplink(top, base)
     outbox = build_outbox(top)
@@ -69,5 +69,5 @@ def load_config(path: str) -> Config:
         raise ConfigError(problems)
     return Config(path=os.path.normpath(file.absolute()), gateway=gateway, buses=dict(buses), sensors=sensors,
                   gpio=gpio, outputs=outputs, inputs=inputs, rules=rules, uplink=uplink,
-                  outbox=outbox, commands=commands, areas=areas, drill=drill,
+                  outbox=outbox, commands=commands, areas=areas,
                   text_hash=hashlib.sha256(src.raw).hexdigest())

@@ -208,11 +208,10 @@ class Config:
     outbox: Outbox = field(default_factory=Outbox)
     commands: Commands | None = None
     areas: dict[str, "Area"] = field(default_factory=dict)
-    drill: "Drill" = field(default_factory=lambda: Drill())
     text_hash: str = ""  # sha256 of the file, reported in the birth message
 
 
-# -- voice and Modbus outputs, areas, drills (issue 13) -----------------------------------------
+# -- voice and Modbus outputs, areas (issue 13) -----------------------------------------
 VOICE_PATTERNS = {
     "repeat": Pattern("repeat"),  # the message in every voice slot while the alarm sounds
     "once": Pattern("once"),  # the message in the first voice slot only
@@ -221,12 +220,10 @@ VOICE_PATTERNS = {
 
 @dataclass(frozen=True)
 class VoiceSpec:
-    backend: str  # alsa | syn6288 | sim
+    backend: str  # alsa | sim
     device: str = "default"  # alsa: the ALSA PCM (aplay -D)
     voice: str = "cmn"  # alsa: the espeak-ng voice (Mandarin)
     speed: int = 150  # alsa: espeak-ng words per minute
-    port: str | None = None  # syn6288: serial port or pyserial URL
-    baudrate: int = 9600  # syn6288
     record: str | None = None  # sim: JSON lines file of what was said
 
 
@@ -250,10 +247,3 @@ class Area:
     burst_s: float = 10.0  # 8..20
     messages: int = 1  # 1..2
     message_s: float = 10.0  # 10..30
-
-
-@dataclass(frozen=True)
-class Drill:
-    announcement: str = "现在是应急演练。"
-    minutes: float = 30.0  # a drill started without --minutes
-    max_minutes: float = 240.0

@@ -10,7 +10,7 @@ from gateway.config.model import BUS_TYPES, LEVELS, PATTERNS  # noqa: F401  (re-
 KEYS: dict[str, tuple[str, ...]] = {
     # the top level of the config file
     "": ("gateway", "buses", "sensors", "rules", "gpio", "outputs", "inputs",
-         "uplink", "outbox", "commands", "areas", "drill"),
+         "uplink", "outbox", "commands", "areas"),
     "gateway": ("id", "data_dir", "profiles", "control_socket"),
     "buses.NAME": ("type", "port", "host", "baudrate", "parity", "bytesize", "stopbits",
                    "timeout_s", "retries", "backoff_max_s"),
@@ -23,7 +23,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "gpio": ("backend", "record"),
     "outputs.NAME": ("pin", "active_low", "pattern", "max_on_s", "kind", "area",
                      # kind = "voice"
-                     "backend", "device", "voice", "speed", "port", "baudrate", "record",
+                     "backend", "device", "voice", "speed", "record",
                      # kind = "modbus"
                      "bus", "unit", "coil", "register", "on_value", "off_value", "multiple_write",
                      "timeout_s", "retry_s"),
@@ -35,7 +35,6 @@ KEYS: dict[str, tuple[str, ...]] = {
     "outbox": ("max_rows", "max_mb", "telemetry_period_s", "deadband", "status_period_s"),
     "commands": ("platform_keys",),
     "areas.NAME": ("burst_s", "messages", "message_s"),
-    "drill": ("announcement", "minutes", "max_minutes"),
     # a profile file (config/profiles/*.toml)
     "profile": ("name", "kind", "description", "frame", "pattern", "points"),
     "profile.points": ("name", "unit", "register", "function", "type", "word_order", "scale",
@@ -61,4 +60,4 @@ BCM_PINS = range(0, 28)  # the 40-pin header's GPIO0..GPIO27
 INPUT_ACTIONS = ("silence", "ack")
 MQTT_PROTOCOLS = ("5", "3.1.1")
 OUTPUT_KINDS = ("relay", "modbus", "voice")
-VOICE_BACKENDS = ("alsa", "syn6288", "sim")
+VOICE_BACKENDS = ("alsa", "sim")  # syn6288 (a serial TTS module): not built yet, docs/voice.md

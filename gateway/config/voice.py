@@ -1,5 +1,5 @@
 """`[outputs.NAME]` of kind voice and modbus, `[areas.NAME]` (GB 50116-2013 §4.8 cadence),
-`[drill]`, and the spoken messages of a rule (`say`, `say_clip`, `say_clear`).
+and the spoken messages of a rule (`say`, `say_clip`, `say_clear`).
 
 What a technician can get wrong here is checked here; what only the machine can tell
 (espeak-ng missing, no ALSA device, a serial TTS module that does not answer) is not a
@@ -13,20 +13,19 @@ import string
 import wave
 from pathlib import Path
 
-from gateway.config.model import (LEVELS, VOICE_PATTERNS, Area, Drill, ModbusWrite, Output, Pattern,
-                                  Sensor, VoiceSpec)
+from gateway.config.model import LEVELS, VOICE_PATTERNS, Area, ModbusWrite, Output, Pattern, Sensor, VoiceSpec
 
 from .paths import resolve
 from .problems import suggest
 from .schema import KEYS, MODBUS_BUSES, VOICE_BACKENDS
-from .tables import Table, named_tables, shown, table_at
+from .tables import Table, named_tables, shown
 
 PLACEHOLDERS = ("place", "level", "value", "unit")
 # GB 50116-2013 §4.8: a sounder burst of 8-20 s; with broadcast, 1-2 messages of 10-30 s each.
 BURST_S = (8.0, 20.0)
 MESSAGES = (1, 2)
 MESSAGE_S = (10.0, 30.0)
-_VOICE_KEYS = ("backend", "device", "voice", "speed", "port", "baudrate", "record")
+_VOICE_KEYS = ("backend", "device", "voice", "speed", "record")
 _MODBUS_KEYS = ("bus", "unit", "coil", "register", "on_value", "off_value", "multiple_write", "timeout_s",
                 "retry_s")
 _RELAY_KEYS = ("pin", "active_low")
@@ -85,19 +84,16 @@ def _voice_spec(t: Table, base: Path) -> VoiceSpec | None:
     backend = t.text("backend", required=True, choices=VOICE_BACKENDS)
     if backend is None:
         return None
-    own = {"alsa": ("device", "voice", "speed"), "syn6288": ("port", "baudrate"), "sim": ("record",)}[backend]
-    for key in ("device", "voice", "speed", "port", "baudrate", "record"):
+    own = {"alsa": ("device", "voice", "speed"), "sim": ("record",)}[backend]
+    for key in ("device", "voice", "speed", "record"):
         if key in t and key not in own:
             t.problem(key, f'not for backend = "{backend}"')
     voice = t.text("voice", "cmn")
     if voice and not _ESPEAK_VOICE.match(voice):
         t.problem("voice", f"must be an espeak-ng voice name such as cmn (got {shown(voice)})")
-    port = t.text("port", required=backend == "syn6288")
     record = t.text("record")
     return VoiceSpec(backend=backend, device=t.text("device", "default") or "default", voice=voice or "cmn",
-                     speed=t.integer("speed", 150, ge=80, le=450), port=port,
-                     baudrate=t.integer("baudrate", 9600, choices=(4800, 9600, 19200, 38400)),
-                     record=record and resolve(base, record))
+                     speed=t.integer("speed", 150, ge=80, le=450), record=record and resolve(base, record))
 
 
 def _modbus_spec(t: Table, buses: dict) -> ModbusWrite | None:
@@ -144,21 +140,6 @@ def build_areas(top: Table, outputs: dict[str, Output]) -> dict[str, Area]:
     for name in sorted(named - set(areas)):
         areas[name] = Area(name=name)
     return areas
-
-
-def build_drill(top: Table) -> Drill:
-    t = table_at(top, "drill")
-    if t is None:
-        return Drill()
-    t.check_keys(KEYS["drill"])
-    text = t.text("announcement", Drill.announcement)
-    if text is not None and not text.strip():
-        t.problem("announcement", "must not be empty: residents must hear that this is a drill")
-    max_minutes = float(t.number("max_minutes", 240.0, ge=1, le=1440))
-    minutes = float(t.number("minutes", 30.0, gt=0, le=1440))
-    if minutes > max_minutes:
-        t.problem("minutes", f"must be at most max_minutes = {max_minutes:g} (got {minutes:g})")
-    return Drill(announcement=text or Drill.announcement, minutes=minutes, max_minutes=max_minutes)
 
 
 # -- a rule's messages ---------------------------------------------------------------------------
@@ -260,7 +241,7 @@ def _rule_index(raw, rule) -> int | None:
     return None
 
 
-__all__ = ["build_kind_output", "build_areas", "build_drill", "say_fields", "check_voice_rules", "wav_problem",
+__all__ = ["build_kind_output", "build_areas", "say_fields", "check_voice_rules", "wav_problem",
            "PLACEHOLDERS", "BURST_S", "MESSAGES", "MESSAGE_S"]
 
 
@@ -273,8 +254,7 @@ def output_where(o: Output) -> str:
     v = o.voice
     if v is None:
         return "voice"
-    where = {"alsa": f"ALSA {v.device}, espeak-ng {v.voice}", "syn6288": f"SYN6288 on {v.port}",
-             "sim": "simulated"}[v.backend]
+    where = {"alsa": f"ALSA {v.device}, espeak-ng {v.voice}", "sim": "simulated"}[v.backend]
     return f"voice {where}"
 
 
@@ -284,6 +264,4 @@ def areas_summary(cfg) -> list[str]:
         names = [o.name for o in cfg.outputs.values() if o.area == a.name]
         out.append(f"area {a.name}: siren {a.burst_s:g} s, then {a.messages} message(s) of {a.message_s:g} s "
                    f"(GB 50116-2013 §4.8): {', '.join(names)}")
-    if any(o.kind == "voice" for o in cfg.outputs.values()):
-        out.append(f"drill     announcement \"{cfg.drill.announcement}\", {cfg.drill.minutes:g} min by default")
     return out
