@@ -49,6 +49,7 @@ class OutputWrites:
         self._wants: dict[str, _Want] = {}
         self.ready = threading.Event()  # set when something is due: wakes the bus loop
         self.confirmed: deque[tuple[str, bool, float, float]] = deque(maxlen=1000)  # (output, on, asked, done)
+        self.confirmed_count = 0  # ever (the deque is bounded)
 
     def add(self, output: str, *, unit: int, coil: int | None = None, register: int | None = None,
             on_value: int = 1, off_value: int = 0, multiple: bool = False, timeout_s: float = 0.3,
@@ -87,6 +88,7 @@ class OutputWrites:
                 if problem is None and not stale:
                     w.confirmed = True
                     self.confirmed.append((w.output, on, asked, time.monotonic()))
+                    self.confirmed_count += 1
                 elif not stale:
                     w.due = time.monotonic() + w.retry_s
                 was, w.problem = w.problem, (problem if not stale else w.problem)

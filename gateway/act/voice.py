@@ -80,6 +80,7 @@ class VoiceWorker:
         self.prepare_problems: list[str] = []
         self.started: deque[tuple[float, float, str]] = deque(maxlen=100)  # (asked mono, started mono, text)
         self.speaking: str | None = None
+        self.spoken = 0  # messages started, ever (started is bounded)
 
     def start(self) -> "VoiceWorker":
         self._sink.start()
@@ -116,6 +117,7 @@ class VoiceWorker:
             if isinstance(item, Speak):
                 self.backend.speak(item.text, item.prefix)
                 self.started.append((item.mono, time.monotonic(), item.text))
+                self.spoken += 1
                 self.speaking = item.text
                 if not self.prepare_problems:
                     self._set_problem(None)
