@@ -365,7 +365,8 @@ CASES = [
     ('poll_s = 1.0', 'poll_s = "1s"', '[sensors #1] poll_s: must be a number (got "1s")'),
     ('profile = "smoke-rs485"', 'profile = "smoke"',
      "[sensors #3] profile: unknown profile 'smoke'; profiles are: a02yyuw-ultrasonic, hydrant-pressure-rs485, "
-     "smoke-rs485, water-level-rs485 (from {shipped}); did you mean 'smoke-rs485'?"),
+     "manual-call-point, pressure-switch-contact, relay-di-8ch, rs485-sound-light-alarm, smoke-rs485, "
+     "water-immersion-contact, water-level-rs485 (from {shipped}); did you mean 'smoke-rs485'?"),
     ('profile = "a02yyuw-ultrasonic"', 'profile = "water-level-rs485"',
      "[sensors #4] profile: profile 'water-level-rs485' is kind modbus, but bus 'ultrasonic' (type serial) needs a serial profile"),
     ('profile = "smoke-rs485"', 'profile = "a02yyuw-ultrasonic"',

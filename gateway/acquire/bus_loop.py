@@ -177,6 +177,11 @@ class BusLoop:
                 regs: dict[int, int] = {}
                 for req in dev.requests:
                     self._serve_writes()  # between two transactions of one device too
+                    if req.function in (1, 2):  # coils, discrete inputs (drivers/modbus_bits.py)
+                        bits = self.transport.read_bits(dev.sensor.unit, req.function, req.address, req.count,
+                                                        timeout=dev.timeout, retries=dev.attempt_retries())
+                        regs.update({(req.function, req.address + i): b for i, b in enumerate(bits)})
+                        continue
                     words = self.transport.read_registers(
                         dev.sensor.unit, req.function, req.address, req.count,
                         timeout=dev.timeout, retries=dev.attempt_retries())

@@ -41,8 +41,8 @@ class Point:
     name: str
     unit: str = ""
     register: int | None = None  # Modbus start address (0-based, as on the wire)
-    function: int = 3  # 3 holding, 4 input
-    type: str = "u16"  # u16 i16 u32 i32 f32 bits
+    function: int = 3  # 1 coil, 2 discrete input (type "bit"), 3 holding, 4 input
+    type: str = "u16"  # u16 i16 u32 i32 f32 bits bit
     word_order: str = "ABCD"  # ABCD (big-endian words) or CDAB (low word first)
     scale: float = 1.0  # value = raw * scale / 10**decimals + offset
     offset: float = 0.0
