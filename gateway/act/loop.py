@@ -62,6 +62,14 @@ class SafetyLoop:
     def acknowledge(self, alarm_id: str | None = None, by: str = "remote") -> Future:
         return self._command(self.core.acknowledge, alarm_id, by)
 
+    def drill_start(self, area: str | None, minutes: float, by: str = "remote") -> Future:
+        """A drill (gateway/act/drill.py) in `area` (None: every output) for `minutes`."""
+        self._log.put(("warning", f"drill started by {by}: area {area or 'all'}, {minutes:g} min"))
+        return self._command(self.core.drill_start, area, minutes, by)
+
+    def drill_stop(self, by: str = "remote") -> Future:
+        return self._command(self.core.drill_stop, by)
+
     def siren_test(self, name: str, seconds: float = 5.0, by: str = "remote") -> Future:
         self.core.sirens.check_test(name, seconds)  # a typo fails here, in the caller's thread
         self._log.put(("info", f"siren test {name} for {seconds:g} s by {by}"))

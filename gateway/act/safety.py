@@ -37,6 +37,8 @@ class SafetyCore:
     def __init__(self, book: AlarmBook, sirens: Sirens, buttons=()):
         self.book = book
         self.sirens = sirens
+        self.drill = None  # a running drill's alarm (gateway/act/drill.py)
+        self._drills = 0
         self.buttons: list[SilenceButton] = list(buttons)
         unknown = [f"[[rules]] {r.name}: sound names unknown output {n!r}" for r in book.rules
                    for n in r.sound if n not in sirens.names]
@@ -61,6 +63,8 @@ class SafetyCore:
         """Debounce ends, buttons, pulse patterns, max_on_s: call every 20-50 ms."""
         ts = time.time() if ts is None else ts
         step = Step(self.book.tick(now, ts))
+        if self.drill is not None and now >= self.drill.until:
+            step.transitions.append(self._end_drill("timeout", now))
         for b in self.buttons:
             try:
                 action = b.poll(now)
@@ -77,6 +81,8 @@ class SafetyCore:
     def silence(self, alarm_id: str | None = None, by: str = "remote", now: float | None = None) -> Step:
         now = time.monotonic() if now is None else now
         step = Step(self.book.silence(alarm_id, by=by, now_mono=now))
+        if self.drill is not None and alarm_id is None:
+            step.transitions.append(self._end_drill(by, now))  # silencing everything ends a drill too
         self._sound(step, now)
         return step
 
@@ -92,6 +98,36 @@ class SafetyCore:
         step.add(self.sirens.self_test(name, seconds, now))
         return step
 
+    def drill_start(self, area: str | None, minutes: float, by: str = "remote", now: float | None = None) -> Step:
+        """Sound `area` (None: every output) as a drill for `minutes`; a running drill is replaced."""
+        from gateway.act.drill import plan_drill, transition
+
+        now = time.monotonic() if now is None else now
+        step = Step()
+        alarm = plan_drill({n: self.sirens[n].output for n in self.sirens.names}, self.book.rules, area,
+                           self._drills + 1, now, minutes)
+        if self.drill is not None:
+            step.transitions.append(self._end_drill(by, now))
+        self._drills += 1
+        self.drill = alarm
+        step.transitions.append(transition(alarm, "raised", now, by))
+        self._sound(step, now)
+        return step
+
+    def drill_stop(self, by: str = "remote", now: float | None = None) -> Step:
+        now = time.monotonic() if now is None else now
+        step = Step()
+        if self.drill is not None:
+            step.transitions.append(self._end_drill(by, now))
+        self._sound(step, now)
+        return step
+
+    def _end_drill(self, by: str, now: float):
+        from gateway.act.drill import transition
+
+        alarm, self.drill = self.drill, None
+        return transition(alarm, "cleared", now, by)
+
     def restore(self, snapshot: dict, now: float | None = None) -> Step:
         """Bring back the alarms of the last run and sound them at once."""
         now = time.monotonic() if now is None else now
@@ -106,7 +142,7 @@ class SafetyCore:
         return step
 
     def _sound(self, step: Step, now: float) -> None:
-        rep = self.sirens.update(self.book.active(), now)
+        rep = self.sirens.update(self.book.active(), now, drill=self.drill)
         step.add(rep)
         for t in step.transitions:
             if t.kind == "cleared":
@@ -117,7 +153,11 @@ class SafetyCore:
             # sounds again, as after a silence by hand.
             for alarm_id in rep.expired:
                 step.transitions += self.book.silence(alarm_id, by="max_on_s", now_mono=now)
-            step.add(self.sirens.update(self.book.active(), now))
+            step.add(self.sirens.update(self.book.active(), now, drill=self.drill))
 
     def status(self) -> dict:
-        return {"alarms": [a.as_dict() for a in self.book.active()], "outputs": self.sirens.status()}
+        st = {"alarms": [a.as_dict() for a in self.book.active()], "outputs": self.sirens.status()}
+        if self.drill is not None:
+            st["drill"] = {"id": self.drill.id, "area": self.drill.area, "level": self.drill.level,
+                           "ends_ts": round(time.time() + self.drill.until - time.monotonic(), 1)}
+        return st

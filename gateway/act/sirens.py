@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from gateway.config.model import Output, Pattern
 from gateway.decide.transition import level_at, rank
 from gateway.errors import OutputError
+from gateway.act.drill import ANNOUNCEMENT as DRILL_ANNOUNCEMENT
 from gateway.act.voice import message_text
 
 
@@ -140,8 +141,9 @@ class Sirens:
     def __getitem__(self, name: str) -> Siren:
         return self._sirens[name]
 
-    def update(self, alarms, now: float) -> SirenReport:
-        """Drive every output from `alarms` (gateway.decide.Alarm)."""
+    def update(self, alarms, now: float, drill=None) -> SirenReport:
+        """Drive every output from `alarms` (gateway.decide.Alarm); a running `drill`
+        (gateway/act/drill.py) sounds the outputs no real alarm is using."""
         demand: dict[str, tuple[int, list[str]]] = {}
         muted: set[str] = set()
         self._top = {}
@@ -156,6 +158,11 @@ class Sirens:
                 if r > best:
                     demand[name] = (r, ids)
                     self._top[name] = a
+        if drill is not None:
+            for name in drill.rule.sound:
+                if name not in demand and name not in muted:
+                    demand[name] = (rank(drill.level), [drill.id])
+                    self._top[name] = drill
         self._demand = {n: (level_at(r), ids) for n, (r, ids) in demand.items()}
         self._muted = muted
         return self._drive(now)
@@ -167,6 +174,7 @@ class Sirens:
         for name, siren in self._sirens.items():
             if hasattr(siren, "message"):  # a voice output: has it something to say?
                 siren.alarm = self._top.get(name)
+                siren.prefix = DRILL_ANNOUNCEMENT if getattr(siren.alarm, "drill", False) else None
                 if siren.message(levels[name], siren.alarm):
                     voiced.add(name)
         plans = self._cadence.plan(levels, voiced, now)
@@ -180,7 +188,7 @@ class Sirens:
             if change:
                 rep.changes.append(change)
             if siren.expired(now):
-                rep.expired += [i for i in ids if i not in rep.expired]
+                rep.expired += [i for i in ids if i not in rep.expired and not i.startswith("drill#")]
         return rep
 
     def announce_clear(self, rule, now: float) -> SirenReport:

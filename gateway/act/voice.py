@@ -35,7 +35,9 @@ def message_text(template: str, level: str, value=None, unit: str = "") -> str:
 
 def fixed_texts(rules, output_name: str, announcement: str | None = None) -> list[str]:
     """Every message `output_name` may say that can be rendered before any value is known."""
-    out = [announcement] if announcement else []
+    from gateway.act.drill import ANNOUNCEMENT
+
+    out = [announcement or ANNOUNCEMENT]  # a drill may come at any time: rendered with the rest
     for rule in rules:
         if output_name not in rule.sound:
             continue

@@ -91,6 +91,20 @@ def control_command(args, load) -> int:
                    timeout=args.seconds + 5)
         print(f"siren '{args.name}' tested for {res.get('seconds', args.seconds):g} s")
         return 0
+    if c == "drill":
+        if args.action == "stop":
+            res = call(path, "drill", {"action": "stop", "by": "cli"})
+            print(f"drill stopped: {', '.join(res.get('stopped', [])) or 'no drill was running'}")
+            return 0
+        req = {"action": "start", "by": "cli", "area": args.area}
+        if args.minutes is not None:
+            if not (math.isfinite(args.minutes) and 0 < args.minutes <= 240):
+                raise GatewayError(f"--minutes {args.minutes:g}: a drill lasts more than 0 and at most 240 minutes")
+            req["minutes"] = args.minutes
+        res = call(path, "drill", req)
+        print(f"drill {res['drill']} running in {res['area']} at {res['level']} for {res['minutes']:g} min "
+              "(gateway drill stop ends it)")
+        return 0
     if c == "events":
         for ev in stream(path, "events", {"follow": args.follow}):
             print(json.dumps(ev, ensure_ascii=False) if args.json else format_event(ev))
@@ -133,6 +147,9 @@ def format_status(st: dict) -> str:
                                        + (f"({o['level']})" if o.get("level") else "")
                                        for n, o in outs.items()) or "none"))
     out += [f"  {n}: FAULT {o['problem']}" for n, o in outs.items() if o.get("problem")]  # voice, Modbus
+    if st.get("drill"):
+        d = st["drill"]
+        out.append(f"DRILL {d['id']} running in {d['area'] or 'all'} ({d['level']}), ends in {d['ends_ts'] - time.time():.0f} s")
     up = st.get("uplink") or {}
     ob = st.get("outbox") or {}
     out.append(f"UPLINK: {up.get('state', 'offline (no [uplink])')}   OUTBOX: {ob.get('pending', '-')} "

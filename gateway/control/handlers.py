@@ -71,5 +71,20 @@ def handlers(daemon):
                 if not stream(ev):
                     return
 
+    def drill(args):
+        """`gateway drill start|stop`: gateway/act/drill.py."""
+        from gateway.act.drill import DEFAULT_MINUTES
+
+        by = str(args.get("by", "cli"))
+        if args.get("action") == "stop":
+            ts = daemon.safety.drill_stop(by=by).result(COMMAND_TIMEOUT_S)
+            return {"stopped": [t.alarm_id for t in ts if t.kind == "cleared"]}
+        minutes = args.get("minutes", DEFAULT_MINUTES)
+        if isinstance(minutes, bool) or not isinstance(minutes, (int, float)):
+            raise BadRequest("minutes must be a number")
+        ts = daemon.safety.drill_start(args.get("area"), float(minutes), by=by).result(COMMAND_TIMEOUT_S)
+        raised = [t for t in ts if t.kind == "raised"]
+        return {"drill": raised[0].alarm_id, "area": raised[0].point, "level": raised[0].level, "minutes": minutes}
+
     return ({"status": status, "read": read, "silence": silence, "ack": ack, "siren_test": siren_test,
-             "reload": reload}, {"events": events})
+             "reload": reload, "drill": drill}, {"events": events})

@@ -18,4 +18,6 @@ def event_of(t: Transition) -> tuple[str, dict]:
               "value": t.value, "unit": t.unit, "state": t.state}
     if t.by:
         fields["by"] = t.by
+    if t.rule == "drill":  # gateway/act/drill.py: the drill's own alarm, never a sensor's
+        fields["drill"] = True
     return "alarm", fields

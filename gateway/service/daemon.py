@@ -221,6 +221,8 @@ class Daemon:
                          else {"state": "offline (no [uplink])"}),
               "outbox": self._outbox_stats(),
               "watchdog_stale": [n for n, _ in self.watchdog.stale()] if self.watchdog else []}
+        if safety.get("drill"):  # gateway/act/drill.py
+            st["drill"] = safety["drill"]
         return st
 
     def _outbox_stats(self) -> dict:
