@@ -131,3 +131,21 @@ def test_gateway_drill_start_and_stop_end_to_end(tmp_path):
         finally:
             out = stop_daemon(proc)
     assert "Traceback" not in out, out
+
+
+def test_the_signed_drill_command_starts_and_stops_a_drill(tmp_path):
+    from test_commands import ON, OFF, SIREN_PIN as PIN, Site, wait_for
+
+    site = Site(tmp_path)
+    try:
+        reply, cmd = site.send("drill", {"action": "start", "minutes": 5})
+        assert reply["ok"] and reply["result"]["drill"] == "drill#1" and reply["result"]["area"] == "all", reply
+        wait_for(lambda: site.pins.values(PIN)[-1] == ON, what="siren on for the drill")
+        reply, _ = site.send("drill", {"action": "start", "minutes": 500})
+        assert reply["ok"] is False and reply["error"] == "schema", reply  # at most 240 minutes
+        reply, _ = site.send("drill", {"action": "stop"})
+        assert reply["result"] == {"stopped": ["drill#1"]}
+        wait_for(lambda: site.pins.values(PIN)[-1] == OFF, what="siren off")
+        assert [a["command"] for a in site.audits] == ["drill", "drill", "drill"]
+    finally:
+        site.stop()

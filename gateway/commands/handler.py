@@ -48,7 +48,8 @@ class CommandHandler:
         self.push = None if healthy is None else ConfigPush(daemon, healthy=healthy, report=self._push_outcome,
                                                             watch_s=watch_s)
         self._run = {"status": self._status, "silence": self._silence, "ack": self._ack,
-                     "siren_test": self._siren_test, "rebirth": self._rebirth, "config_get": self._config_get,
+                     "siren_test": self._siren_test, "drill": self._drill, "rebirth": self._rebirth,
+                     "config_get": self._config_get,
                      "config_push": self._config_push}
 
     @classmethod
@@ -112,6 +113,20 @@ class CommandHandler:
         done = self.daemon.safety.acknowledge(None if alarm == "all" else alarm, by=BY).result(SAFETY_TIMEOUT_S)
         acked = [t.alarm_id for t in done if t.kind in ("acknowledged", "cleared")]
         return (f"acknowledged {', '.join(acked)}" if acked else "nothing to acknowledge"), {"acknowledged": acked}
+
+    def _drill(self, cmd: Command):
+        """gateway/act/drill.py, as `gateway drill start|stop` does it."""
+        from gateway.act.drill import DEFAULT_MINUTES
+
+        if cmd.args["action"] == "stop":
+            done = self.daemon.safety.drill_stop(by=BY).result(SAFETY_TIMEOUT_S)
+            stopped = [t.alarm_id for t in done if t.kind == "cleared"]
+            return (f"drill {', '.join(stopped)} stopped" if stopped else "no drill was running"), {"stopped": stopped}
+        minutes = cmd.args.get("minutes", DEFAULT_MINUTES)
+        done = self.daemon.safety.drill_start(cmd.args.get("area"), float(minutes), by=BY).result(SAFETY_TIMEOUT_S)
+        t = next(t for t in done if t.kind == "raised")
+        return (f"drill {t.alarm_id} running in {t.point} for {minutes:g} min",
+                {"drill": t.alarm_id, "area": t.point, "level": t.level, "minutes": minutes})
 
     def _siren_test(self, cmd: Command):
         output, seconds = cmd.args["output"], cmd.args["seconds"]
