@@ -37,6 +37,16 @@ def _wait_listening(cfg, timeout: float = 10.0) -> None:
             time.sleep(0.1)
 
 
+def _print_status(d) -> None:
+    st = d.status()
+    level = next((s for s in st["sensors"] if s["point"] == "level"), None)
+    siren = st["outputs"].get("garage-siren", {})
+    alarms = ", ".join(f"{a['id']}={a['level']}" for a in st["alarms"]) or "none"
+    if level:
+        print(f"  reading: garage water {level['value']} cm ({level['quality']})  "
+              f"siren {'ON' if siren.get('on') else 'off'}  alarms: {alarms}", flush=True)
+
+
 class _Watch:
     """Prints the siren's edges and the voice's messages, with the time since the demo began."""
 
@@ -88,16 +98,10 @@ def main() -> int:
         while time.monotonic() < end:
             time.sleep(0.1)
             watch.print_changes()
-            if time.monotonic() < next_status:
-                continue
-            next_status += 5
-            st = d.status()
-            level = next((s for s in st["sensors"] if s["point"] == "level"), None)
-            siren = st["outputs"].get("garage-siren", {})
-            alarms = ", ".join(f"{a['id']}={a['level']}" for a in st["alarms"]) or "none"
-            if level:
-                print(f"  reading: garage water {level['value']} cm ({level['quality']})  "
-                      f"siren {'ON' if siren.get('on') else 'off'}  alarms: {alarms}", flush=True)
+            if time.monotonic() >= next_status:
+                next_status += 5
+                _print_status(d)
+        _print_status(d)  # how the story ends
     except KeyboardInterrupt:
         pass
     finally:
