@@ -109,9 +109,12 @@ def test_areas_placeholders_and_clips(tmp_path):
 @pytest.mark.parametrize("old,new,expected", [
     ('area = "garage"\npattern = { orange = "repeat"', 'area = "garage"\npattern = { orange = "pulse"',
      "[outputs.garage-voice] pattern.orange: a voice output's pattern is one of repeat, once"),
-    ('backend = "alsa"', 'backend = "alsaa"', "backend: must be one of alsa, sim"),
+    ('backend = "alsa"', 'backend = "alsaa"', "backend: must be one of alsa, syn6288, sim"),
     ('device = "default"', 'record = "v.jsonl"', 'record: not for backend = "alsa"'),
     ('coil = 0', 'coil = 0\nregister = 3', "give exactly one of coil (FC05) or register"),
+    ('backend = "alsa"\ndevice = "default"', 'backend = "syn6288"', "[outputs.garage-voice] port: is required"),
+    ('backend = "alsa"\ndevice = "default"', 'backend = "syn6288"\nport = "/dev/ttyUSB1"\nbaudrate = 4800',
+     "baudrate: must be one of 9600, 19200, 38400"),
     ('unit = 9', 'unit = 300', "unit: must be between 1 and 247"),
     ('bus = "rs485"\nunit = 9', 'bus = "rs486"\nunit = 9', "unknown bus 'rs486'"),
     ('kind = "modbus"', 'kind = "modbus"\npin = 5', 'pin: not for kind = "modbus"'),

@@ -43,8 +43,8 @@ def start_voice_workers(cfg, on_problem) -> dict:
                  for lv, path in r.say_clip.items()}
         worker = None
         try:
-            backend = open_voice(v.backend, device=v.device, voice=v.voice, speed=v.speed,
-                                 record=v.record, cache_dir=cache, clips=clips,
+            backend = open_voice(v.backend, device=v.device, voice=v.voice, speed=v.speed, port=v.port,
+                                 baudrate=v.baudrate, record=v.record, cache_dir=cache, clips=clips,
                                  on_problem=lambda text, name=o.name: workers[name].backend_problem(text))
         except VoiceError as e:
             backend = _Unavailable(str(e))

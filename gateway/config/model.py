@@ -220,10 +220,12 @@ VOICE_PATTERNS = {
 
 @dataclass(frozen=True)
 class VoiceSpec:
-    backend: str  # alsa | sim
+    backend: str  # alsa | syn6288 | sim
     device: str = "default"  # alsa: the ALSA PCM (aplay -D)
     voice: str = "cmn"  # alsa: the espeak-ng voice (Mandarin)
     speed: int = 150  # alsa: espeak-ng words per minute
+    port: str | None = None  # syn6288: serial port or pyserial URL
+    baudrate: int = 9600  # syn6288
     record: str | None = None  # sim: JSON lines file of what was said
 
 

@@ -23,7 +23,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "gpio": ("backend", "record"),
     "outputs.NAME": ("pin", "active_low", "pattern", "max_on_s", "kind", "area",
                      # kind = "voice"
-                     "backend", "device", "voice", "speed", "record",
+                     "backend", "device", "voice", "speed", "port", "baudrate", "record",
                      # kind = "modbus"
                      "bus", "unit", "coil", "register", "on_value", "off_value", "multiple_write",
                      "timeout_s", "retry_s"),
@@ -60,4 +60,4 @@ BCM_PINS = range(0, 28)  # the 40-pin header's GPIO0..GPIO27
 INPUT_ACTIONS = ("silence", "ack")
 MQTT_PROTOCOLS = ("5", "3.1.1")
 OUTPUT_KINDS = ("relay", "modbus", "voice")
-VOICE_BACKENDS = ("alsa", "sim")  # syn6288 (a serial TTS module): not built yet, docs/voice.md
+VOICE_BACKENDS = ("alsa", "syn6288", "sim")

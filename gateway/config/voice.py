@@ -25,7 +25,7 @@ PLACEHOLDERS = ("place", "level", "value", "unit")
 BURST_S = (8.0, 20.0)
 MESSAGES = (1, 2)
 MESSAGE_S = (10.0, 30.0)
-_VOICE_KEYS = ("backend", "device", "voice", "speed", "record")
+_VOICE_KEYS = ("backend", "device", "voice", "speed", "port", "baudrate", "record")
 _MODBUS_KEYS = ("bus", "unit", "coil", "register", "on_value", "off_value", "multiple_write", "timeout_s",
                 "retry_s")
 _RELAY_KEYS = ("pin", "active_low")
@@ -84,16 +84,19 @@ def _voice_spec(t: Table, base: Path) -> VoiceSpec | None:
     backend = t.text("backend", required=True, choices=VOICE_BACKENDS)
     if backend is None:
         return None
-    own = {"alsa": ("device", "voice", "speed"), "sim": ("record",)}[backend]
-    for key in ("device", "voice", "speed", "record"):
+    own = {"alsa": ("device", "voice", "speed"), "syn6288": ("port", "baudrate"), "sim": ("record",)}[backend]
+    for key in ("device", "voice", "speed", "port", "baudrate", "record"):
         if key in t and key not in own:
             t.problem(key, f'not for backend = "{backend}"')
     voice = t.text("voice", "cmn")
     if voice and not _ESPEAK_VOICE.match(voice):
         t.problem("voice", f"must be an espeak-ng voice name such as cmn (got {shown(voice)})")
     record = t.text("record")
+    port = t.text("port", required=backend == "syn6288")
     return VoiceSpec(backend=backend, device=t.text("device", "default") or "default", voice=voice or "cmn",
-                     speed=t.integer("speed", 150, ge=80, le=450), record=record and resolve(base, record))
+                     speed=t.integer("speed", 150, ge=80, le=450), port=port,
+                     baudrate=t.integer("baudrate", 9600, choices=(9600, 19200, 38400)),
+                     record=record and resolve(base, record))
 
 
 def _modbus_spec(t: Table, buses: dict) -> ModbusWrite | None:
@@ -254,7 +257,8 @@ def output_where(o: Output) -> str:
     v = o.voice
     if v is None:
         return "voice"
-    where = {"alsa": f"ALSA {v.device}, espeak-ng {v.voice}", "sim": "simulated"}[v.backend]
+    where = {"alsa": f"ALSA {v.device}, espeak-ng {v.voice}", "syn6288": f"SYN6288 on {v.port} at {v.baudrate}",
+             "sim": "simulated"}[v.backend]
     return f"voice {where}"
 
 
