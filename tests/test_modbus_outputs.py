@@ -5,6 +5,7 @@ retried, and the GPIO siren sounds regardless; on a busy RTU bus a write goes ah
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -127,10 +128,12 @@ def test_a_write_goes_ahead_of_the_polls_on_a_busy_rtu_bus(tmp_path):
                     lat.append(done - asked)
             finally:
                 acq.stop()
-    # one FC03 transaction at 9600 baud is ~25 ms on the wire, the write and its read-back ~45 ms:
-    # a write waits for the transaction in flight, never for the round of 12 polls (~300 ms)
-    assert t_round > 0.25, t_round
-    assert max(lat) < 0.15, (lat, t_round)
+    # one FC03 transaction at 9600 baud is ~20 ms on the wire, the write and its read-back ~40 ms:
+    # a write waits for the transaction in flight, never for the round of 12 polls (~250 ms)
+    assert t_round > 0.18, t_round
+    assert max(lat) < min(0.15, t_round * 0.6), (lat, t_round)
+    print(f"busy RTU bus: poll round {t_round * 1000:.0f} ms, write confirmed in "
+          f"{statistics.median(lat) * 1000:.0f} ms median, {max(lat) * 1000:.0f} ms max")
 
 
 def wait_round(sim, sensors) -> float:
