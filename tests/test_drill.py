@@ -149,3 +149,39 @@ def test_the_signed_drill_command_starts_and_stops_a_drill(tmp_path):
         assert [a["command"] for a in site.audits] == ["drill", "drill", "drill"]
     finally:
         site.stop()
+
+
+def test_drill_flags_reach_the_platform_through_a_real_broker(tmp_path):
+    from gateway.platform import Receiver
+    from tests.mosquitto import Mosquitto
+
+    with Mosquitto(tmp_path / "broker") as broker, SimBus.tcp("127.0.0.1", 0) as sim:
+        path = write_config(tmp_path, "drill-up", sim.port, above={"red": 40}, extra=f'''
+            [uplink]
+            host = "127.0.0.1"
+            port = {broker.port}
+            client_id = "drill-up"
+        ''')
+        sim.add_device(1, load_config(path).sensors["garage-b2-water"].profile, {"level": 2.0})
+        rx = Receiver("127.0.0.1", broker.port).start()
+        proc = run_daemon(path)
+        try:
+            wait_until(lambda: rx.presence.get("drill-up", {}).get("state") == "online", 20, what="birth")
+            run = subprocess.run([sys.executable, "-m", "gateway.cli", "drill", "start", "--minutes", "1", "-c", path],
+                                 capture_output=True, text=True, timeout=20)
+            assert run.returncode == 0, run.stderr
+            sim.set_value(1, "level", 45.0)  # a real flood during the drill
+            wait_until(lambda: len(rx.of_type("alarm")) >= 2, 20, what="drill and real alarm at the platform")
+            subprocess.run([sys.executable, "-m", "gateway.cli", "drill", "stop", "-c", path],
+                           capture_output=True, text=True, timeout=20)
+            wait_until(lambda: len(rx.of_type("alarm")) >= 3, 20, what="drill cleared at the platform")
+        finally:
+            out = stop_daemon(proc)
+            rx.close()
+    alarms = rx.of_type("alarm")
+    assert rx.invalid == []  # every payload validated against docs/schemas (alarm.json has `drill`)
+    drill = [(e["transition"], e.get("drill")) for e in alarms if e["sensor"] == "drill"]
+    real = [(e["transition"], e.get("drill")) for e in alarms if e["sensor"] == "garage-b2-water"]
+    assert drill == [("raised", True), ("cleared", True)]
+    assert real == [("raised", None)]  # the real alarm during the drill is never marked drill
+    assert "Traceback" not in out, out

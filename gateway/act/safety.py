@@ -147,7 +147,7 @@ class SafetyCore:
         for t in step.transitions:
             if t.kind == "cleared":
                 rule = next((r for r in self.book.rules if r.name == t.rule), None)
-                step.add(self.sirens.announce_clear(rule, now))
+                step.add(self.sirens.announce_clear(rule, now, t.value, t.unit))
         if rep.expired:
             # max_on_s is a silence by the clock: the alarms stay active and an escalation
             # sounds again, as after a silence by hand.

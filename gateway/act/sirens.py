@@ -191,7 +191,7 @@ class Sirens:
                 rep.expired += [i for i in ids if i not in rep.expired and not i.startswith("drill#")]
         return rep
 
-    def announce_clear(self, rule, now: float) -> SirenReport:
+    def announce_clear(self, rule, now: float, value=None, unit: str = "") -> SirenReport:
         """A rule's alarm cleared: its voice outputs say its `say_clear` once, if it has one."""
         rep = SirenReport()
         if rule is None or not rule.say_clear:
@@ -199,7 +199,7 @@ class Sirens:
         for name in rule.sound:
             out = self._sirens.get(name)
             if hasattr(out, "announce"):
-                change = out.announce(message_text(rule.say_clear, ""), now)
+                change = out.announce(message_text(rule.say_clear, "", value, unit), now)
                 if change:
                     rep.changes.append(change)
         return rep
