@@ -334,7 +334,7 @@ CASES = [
     ('data_dir = "./var"', 'data_dir = 5', "[gateway] data_dir: must be a string (got 5)"),
     ('data_dir = "./var"', 'profiles = ["mine"]', "[gateway] profiles: no such file or directory: {site}/mine"),
     # buses
-    ('type = "rtu" ', 'type = "rtuu" ', '[buses.rs485] type: must be one of rtu, tcp, serial (got "rtuu"); '
+    ('type = "rtu" ', 'type = "rtuu" ', '[buses.rs485] type: must be one of rtu, tcp, serial, gpio (got "rtuu"); '
                                           "did you mean 'rtu'?"),
     ('baudrate = 9600\n\n[buses.pumproom]', 'baudrate = 9601\n\n[buses.pumproom]',
      "[buses.rs485] baudrate: must be one of 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400 (got 9601)"),

@@ -208,8 +208,9 @@ class Acquisition:
     """All bus loops of a configuration, and the latest reading of every point."""
 
     def __init__(self, cfg: Config, sink: Sink | None = None, transport_factory=_open_transport,
-                 writes: dict | None = None):
-        """`writes`: bus name -> OutputWrites of its Modbus outputs (gateway/acquire/writes.py)."""
+                 writes: dict | None = None, gpio=None):
+        """`writes`: bus name -> OutputWrites of its Modbus outputs (gateway/acquire/writes.py);
+        `gpio`: the GPIO backend the dry contacts of a `gpio` bus are read from (gateway/acquire/contacts.py)."""
         self.cfg = cfg
         self._latest: dict[tuple[str, str], Reading] = {}
         self._lock = threading.Lock()
@@ -217,6 +218,13 @@ class Acquisition:
         self.loops: list[BusLoop] = []
         writes = writes or {}
         for bus in cfg.buses.values():
+            if bus.type == "gpio":
+                contacts = [s for s in cfg.sensors.values() if s.bus == bus.name]
+                if contacts and gpio is not None:
+                    from gateway.acquire.contacts import ContactLoop
+
+                    self.loops.append(ContactLoop(bus, contacts, gpio, self._on_reading))
+                continue
             devices = [Device(s, bus) for s in cfg.sensors.values() if s.bus == bus.name]
             if devices or bus.name in writes:
                 self.loops.append(BusLoop(bus, devices, self._on_reading, transport_factory, writes.get(bus.name)))

@@ -21,6 +21,7 @@ from .source import read_toml
 from .summary import summary
 from .tables import Table
 from .uplink import build_commands, build_outbox, build_uplink
+from .contacts import check_contact_pins
 from .voice import build_areas, check_voice_rules
 
 __all__ = ["ConfigError", "Problem", "load_config", "resolve_config_path", "summary",
@@ -54,6 +55,7 @@ def load_config(path: str) -> Config:
     pins: dict[int, str] = {}  # BCM pin -> "outputs.NAME", shared so a clash names both
     outputs = build_outputs(top, pins, {n: b for n, b in buses.items() if b}, base)
     inputs = build_inputs(top, pins)
+    check_contact_pins(top, sensors, pins)  # gpio contacts: config/contacts.py
     # every output written, valid or not: a rule naming a broken one is not "unknown"
     written = src.data.get("outputs")
     rules = build_rules(top, sensors, sensor_names, list(written) if isinstance(written, dict) else [], base)

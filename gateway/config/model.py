@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 LEVELS = ("blue", "yellow", "orange", "red")  # national four-colour scale, IV..I
-BUS_TYPES = ("rtu", "tcp", "serial")
+BUS_TYPES = ("rtu", "tcp", "serial", "gpio")  # gpio: dry contacts on BCM pins (gateway/acquire/contacts.py)
 DEFAULT_DATA_DIR = "/var/lib/community-gateway"
 DEFAULT_CONFIG_PATH = "/etc/community-gateway/gateway.toml"
 
@@ -24,7 +24,7 @@ class GatewaySection:
 class Bus:
     name: str
     type: str  # rtu | tcp | serial
-    port: str | int  # rtu/serial: device path or pyserial URL; tcp: TCP port number
+    port: str | int | None  # rtu/serial: device path or pyserial URL; tcp: TCP port number; gpio: None
     host: str | None = None  # tcp only
     baudrate: int = 9600
     parity: str = "N"  # N | E | O  (cheap sensors ship 8N1)
@@ -82,6 +82,10 @@ class Sensor:
     retries: int | None = None  # None: the bus's retries
     stale_after_s: float | None = None  # None: 3 x poll_s (serial: 3 s)
     place: str | None = None  # spoken as {place} in voice messages; None: the sensor's name
+    pin: int | None = None  # gpio bus: the BCM pin of the dry contact
+    active_low: bool = True  # gpio bus: the contact closes to ground (internal pull-up)
+    pull_up: bool = True  # gpio bus: the pin's internal resistor (False: pull-down)
+    debounce_ms: int = 50  # gpio bus: a level must hold this long to count
 
 
 @dataclass(frozen=True)

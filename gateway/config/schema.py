@@ -15,7 +15,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "buses.NAME": ("type", "port", "host", "baudrate", "parity", "bytesize", "stopbits",
                    "timeout_s", "retries", "backoff_max_s"),
     "sensors": ("name", "bus", "unit", "profile", "poll_s", "timeout_s", "retries",
-                "stale_after_s", "place"),
+                "stale_after_s", "place", "pin", "active_low", "pull_up", "debounce_ms"),
     "rules": ("sensor", "point", "above", "below", "equals", "hysteresis", "debounce_s",
               "rise", "drop", "latch", "sound", "say", "say_clip", "say_clear"),
     "rules.rise": ("amount", "within_s", "level"),

@@ -15,7 +15,7 @@ def summary(cfg: Config) -> str:
     for bus in cfg.buses.values():
         out.append(f"  {bus.name:<14} {_bus(bus)}")
         for s in (s for s in cfg.sensors.values() if s.bus == bus.name):
-            where = f"unit {s.unit:<3}" if s.unit is not None else "        "
+            where = f"unit {s.unit:<3}" if s.unit is not None else f"BCM {s.pin:<4}" if s.pin is not None else "        "
             points = ", ".join(f"{p.name}" + (f" [{p.unit}]" if p.unit else "") for p in s.profile.points)
             out.append(f"    {s.name:<20} {where} every {s.poll_s:g} s  {s.profile.name}: {points}")
     out.append(f"rules ({len(cfg.rules)}):" if cfg.rules else "rules: none")
@@ -41,6 +41,8 @@ def summary(cfg: Config) -> str:
 
 
 def _bus(bus: Bus) -> str:
+    if bus.type == "gpio":
+        return "gpio    dry contacts on BCM pins"
     if bus.type == "tcp":
         where = f"tcp     {bus.host}:{bus.port}"
     else:

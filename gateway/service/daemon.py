@@ -97,7 +97,7 @@ class Daemon:
                         ", ".join(a["id"] for a in self.safety.status().get("alarms", [])) or "none active")
         self._open_outbox()
         self._quality = QualityWatch({(r.sensor, r.point) for r in cfg.rules})
-        self.acquisition = Acquisition(cfg, self._on_reading, writes=self._writes)
+        self.acquisition = Acquisition(cfg, self._on_reading, writes=self._writes, gpio=self._gpio)
         self.acquisition.start()
         self._start_uplink()
         self._start_control()
