@@ -84,8 +84,10 @@ def test_a_contact_closing_is_read_and_decided(tmp_path):
             sim.set_bits(4, "inputs", {2: True})
             sim.set_bits(4, "coils", {7: True})
             wait_until(lambda: latest("b2-immersion", "wet").value == 1, 5, what="contact closed")
-            wait_until(lambda: latest("pump-room-module", "in3").value == 1, 5)
-            assert latest("pump-room-module", "relay8").value == 1 and latest("pump-room-module", "in1").value == 0
+            # coils (FC01) and inputs (FC02) are two requests of one poll: wait for a poll after both changes
+            wait_until(lambda: latest("pump-room-module", "in3").value == 1
+                       and latest("pump-room-module", "relay8").value == 1, 5)
+            assert latest("pump-room-module", "in1").value == 0 and latest("pump-room-module", "relay1").value == 0
             sim.behave(5, "dead")
             wait_until(lambda: latest("lobby-call-point", "pressed").quality == "fault", 5)
             assert latest("lobby-call-point", "pressed").value is None  # a timeout is never a 0
