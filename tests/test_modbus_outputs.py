@@ -81,8 +81,11 @@ def test_coil_and_register_outputs_and_one_that_never_confirms(tmp_path):
             sim.set_value(1, "level", 1.0)
             wait_until(lambda: sim.bits(9)[0] is False and sim.registers(10)[1] == 0, timeout=10,
                        what="coil and register OFF when the water is gone")
+            sim.set_value(1, "level", 45.0)
+            wait_until(lambda: sim.bits(9)[0] is True, timeout=10, what="sounding again")
         finally:
             out = stop_daemon(proc)
+        assert sim.bits(9)[0] is False  # a clean stop does not leave the sounder sounding
     assert "Traceback" not in out, out
 
 

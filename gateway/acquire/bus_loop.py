@@ -69,6 +69,11 @@ class BusLoop:
             self.writes.ready.set()
         if self._thread:
             self._thread.join(timeout)
+        if self.writes is not None and self.writes.next_due() is not None and self.transport.is_open:
+            try:  # the outputs-off of a clean stop: one last try, so a sounder is not left sounding
+                self.writes.serve(self.transport)
+            except BusError as e:
+                log.error("%s", _on_bus(self.bus.name, e))
         self._close()
 
     def _close(self) -> None:

@@ -50,6 +50,7 @@ class Daemon:
         self.started = False  # every part is up (config push's health check waits for this)
         self.safety = self.acquisition = self.watchdog = None
         self.outlets: dict = {}  # voice and Modbus output workers (gateway/act/outlets.py)
+        self._writes: dict = {}  # bus -> OutputWrites of its Modbus outputs
         # Events before the outbox opened (bounded: an outbox that never opens must not grow memory).
         self._early: collections.deque = collections.deque(maxlen=10_000)
         self._record_lock = threading.Lock()
@@ -252,6 +253,8 @@ class Daemon:
             self.watchdog.stopping()
         if self.control:
             self.control.stop()
+        if self._writes and self.safety:
+            self.safety.stop()  # its outputs-off reaches the Modbus outputs while their bus loops still run
         if self.acquisition:
             self.acquisition.stop()
         # A clean stop must not forget what was sounding: the state file is left as it is so the
