@@ -39,8 +39,8 @@ def check_contact_pins(top: Table, sensors: dict, pins: dict[int, str]) -> None:
     """A contact's pin must not also be a relay's or a button's (or another contact's)."""
     raw = top.data.get("sensors")
     for i, body in enumerate(raw if isinstance(raw, list) else []):
-        if not isinstance(body, dict) or body.get("name") not in sensors:
-            continue
+        if not isinstance(body, dict) or not isinstance(body.get("name"), str) or body["name"] not in sensors:
+            continue  # a sensor that did not validate: its own problems are reported already
         s = sensors[body["name"]]
         if s.pin is None:
             continue
