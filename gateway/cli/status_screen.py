@@ -102,6 +102,11 @@ def _outputs(st: dict) -> list[str]:
         elif o.get("why") == "silenced":
             why = "silenced (the alarm is still active)"
         out.append(f"  {name:22} GPIO{o.get('pin', '?'):<3} {state}  {why}".rstrip())
+    out += [f"  {n}: FAULT {o['problem']}" for n, o in outs.items() if o.get("problem")]  # voice, Modbus
+    if st.get("drill"):
+        d = st["drill"]
+        out.append(f"DRILL {d['id']} running in {d['area'] or 'all'} ({d['level']}), "
+                   f"ends in {d['ends_ts'] - time.time():.0f} s")
     return out
 
 
