@@ -126,7 +126,8 @@ def test_gateway_drill_start_and_stop_end_to_end(tmp_path):
                                   capture_output=True, text=True, timeout=20)
             assert "drill stopped: drill#1" in stop.stdout, stop.stderr
             events = [e for e in cli_json(path, "events") if e.get("type") == "alarm"]
-            assert [(e["transition"], e.get("drill"), e.get("by")) for e in events] == \
+            # the control socket names who asked: cli:USER[PID] (gateway/control/peers.py)
+            assert [(e["transition"], e.get("drill"), e.get("by", "").split(":")[0]) for e in events] == \
                 [("raised", True, "cli"), ("cleared", True, "cli")]
         finally:
             out = stop_daemon(proc)

@@ -102,7 +102,7 @@ def test_a_write_goes_ahead_of_the_polls_on_a_busy_rtu_bus(tmp_path):
     sensors = 12
     with PtyPair(tmp_path) as pty:
         text = BUSY.format(port=pty.a) + "".join(
-            f'\n[[sensors]]\nname = "s{u}"\nbus = "rs485"\nunit = {u}\nprofile = "water-level-rs485"\npoll_s = 0.01\n'
+            f'\n[[sensors]]\nname = "s{u}"\nbus = "rs485"\nunit = {u}\nprofile = "water-level-rs485"\npoll_s = 0.05\n'
             for u in range(1, sensors + 1))
         (tmp_path / "gateway.toml").write_text(text)
         cfg = load_config(str(tmp_path / "gateway.toml"))

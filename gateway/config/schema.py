@@ -57,7 +57,7 @@ RANGES: dict[str, dict[str, tuple[float, float]]] = {
     "outputs.NAME": {"max_on_s": (1, 86400), "speed": (80, 450), "unit": (1, 247), "coil": (0, 0xFFFF),
                      "register": (0, 0xFFFF), "on_value": (0, 0xFFFF), "off_value": (0, 0xFFFF),
                      "retry_s": (0.1, 60)},
-    "areas.NAME": {"burst_s": (8, 20), "messages": (1, 2), "message_s": (10, 30)},
+    "areas.NAME": {"burst_s": (8.0, 20.0), "messages": (1, 2), "message_s": (10.0, 30.0)},
     "outputs.NAME.pattern.LEVEL": {"on_s": (0.05, 60), "off_s": (0.05, 60)},
     "uplink": {"replay_per_s": (1, 100000)},
     "outbox": {"max_mb": (0.1, 1_000_000), "telemetry_period_s": (0.1, 86400), "deadband": (0, 10),
