@@ -5,18 +5,19 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBS := mosquitto socat debootstrap systemd-container strace
+DEBS := mosquitto socat debootstrap systemd-container strace espeak-ng alsa-utils
 
 .PHONY: test demo bench deps venv check-demo install fuzz soak clean wheels
 
 # Debian packages the tests need: mosquitto (a real broker), socat (pty pairs for RTU), debootstrap
 # (the Bookworm root tests/test_installer_*.py run the installer in: built once per machine, ~2 min
 # from Debian's mirror, cached in /var/cache/community-gateway-test), systemd-container (systemd-nspawn
-# boots that root, so the unit runs under a real systemd).
+# boots that root, so the unit runs under a real systemd), espeak-ng (Mandarin clips for the alsa voice
+# backend) and alsa-utils (aplay).
 deps:
 	@missing=""; for b in $(DEBS); do \
 	  p=$$b; [ $$b = mosquitto ] && p=/usr/sbin/mosquitto; [ $$b = debootstrap ] && p=/usr/sbin/debootstrap; \
-	  [ $$b = systemd-container ] && p=systemd-nspawn; \
+	  [ $$b = systemd-container ] && p=systemd-nspawn; [ $$b = alsa-utils ] && p=aplay; \
 	  command -v $$p >/dev/null 2>&1 || missing="$$missing $$b"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \

@@ -30,6 +30,13 @@ def figures(r: dict) -> list[dict]:
         row(f"siren overhead p99, outbox ingesting {s['outbox_rate'] / 1000:.1f}k ev/s", f"{s['all_p99_ms']:.2f} ms",
             "<= 5 ms", s["all_p99_ms"] <= 5)
         row("siren overhead p50 / max", f"{s['all_p50_ms']:.3f} / {s['all_max_ms']:.2f} ms")
+    if not missing("voice", "relay edge with voice and Modbus outputs"):
+        v = r["voice"]
+        row("relay edge overhead p99 of a voice + a Modbus output", f"{v['overhead_p99_ms']:+.2f} ms "
+            f"({v['alone_p99_ms']:.2f} -> {v['with_p99_ms']:.2f} ms)", "<= 5 ms", v["overhead_p99_ms"] <= 5)
+        row("reading -> voice playback start (aplay, p50 / p99)",
+            f"{v['playback_p50_ms']:.1f} / {v['playback_p99_ms']:.1f} ms")
+        row("reading -> Modbus write confirmed, TCP (p50 / p99)", f"{v['modbus_p50_ms']:.1f} / {v['modbus_p99_ms']:.1f} ms")
     if not missing("end_to_end", "device change -> relay, through the daemon"):
         e = r["end_to_end"]
         row(f"device change -> relay via the daemon, poll {e['poll_s']:g} s (max of {e['rounds']})",

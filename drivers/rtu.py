@@ -29,6 +29,7 @@ from pymodbus.pdu import DecodePDU
 from pymodbus.pdu.register_message import ReadHoldingRegistersRequest, ReadInputRegistersRequest
 
 from drivers.modbus import check_request, exception_detail, quiet_pymodbus
+from drivers.modbus_bits import ExchangeBits
 from gateway.errors import BusError, DeviceFault, os_reason
 
 try:
@@ -74,6 +75,10 @@ def read_request(unit: int, function: int, address: int, count: int) -> bytes:
     return FramerRTU(DecodePDU(False)).buildFrame(pdu)
 
 
+def _with_crc(frame: bytes) -> bytes:
+    return frame + FramerRTU.compute_CRC(frame).to_bytes(2, "big")
+
+
 def _set_timeout(port, seconds: float) -> None:
     """pyserial's `timeout` setter reconfigures the tty (tcgetattr + tcsetattr) every time; at
     115200 baud two of those per transaction cost ~5 % of the bus. The POSIX read() only consults
@@ -84,7 +89,7 @@ def _set_timeout(port, seconds: float) -> None:
         port.timeout = seconds
 
 
-class RtuLink:
+class RtuLink(ExchangeBits):
     """The master on one RS485 segment (or anything pyserial opens). One owner thread."""
 
     def __init__(self, name: str, port: str, *, baudrate: int = 9600, parity: str = "N",
@@ -163,8 +168,37 @@ class RtuLink:
         tries = ", ".join(f.reason for f in faults)
         raise DeviceFault(last.reason, f"unit {unit}: {last.detail} (tries: {tries})")
 
+    def exchange(self, unit: int, pdu: bytes, expected: int, reply_len, *, timeout: float,
+                 retries: int) -> bytes:
+        """Any other function (drivers/modbus_bits.py: writes, coil and input reads): send `pdu`
+        to `unit`, return the reply's PDU. `expected`: the reply frame's length for the deadline;
+        `reply_len(head)`: its length from its first three bytes. Faults and retries as read_registers."""
+        if self._serial is None:
+            raise BusError(f"bus {self.name}: serial port {self.port} is not open")
+        request = _with_crc(bytes([unit]) + pdu)
+        faults: list[DeviceFault] = []
+        for _ in range(1 + max(0, retries)):
+            try:
+                frame = self._send(request, expected, timeout,
+                                   lambda deadline: self._read_frame(unit, pdu[0], reply_len, deadline, timeout))
+                return frame[1:-2]
+            except DeviceFault as fault:
+                if fault.reason == "exception":
+                    raise
+                self._flush()
+                faults.append(fault)
+            except _PORT_ERRORS as e:
+                self.close()
+                raise BusError(f"bus {self.name}: serial port {self.port} failed: {e}") from e
+        raise DeviceFault(faults[-1].reason, f"unit {unit}: {faults[-1].detail} "
+                                             f"(tries: {', '.join(f.reason for f in faults)})")
+
     def _transact(self, request: bytes, unit: int, function: int, count: int,
                   timeout: float) -> list[int]:
+        return self._send(request, 5 + 2 * count, timeout,
+                          lambda deadline: self._read_reply(unit, function, count, deadline, timeout))
+
+    def _send(self, request: bytes, expected: int, timeout: float, read):
         port = self._serial
         assert port is not None
         wait = self._quiet_since + self.gap_s - time.monotonic()
@@ -175,18 +209,28 @@ class RtuLink:
         port.write(request)
         # The timeout is the slave's allowance; the wire time of both frames comes on top
         # (a 125-register reply alone takes 290 ms at 9600 baud).
-        expected = 5 + 2 * count
         sent = time.monotonic()
         deadline = sent + timeout + wire_time_s(len(request) + expected, self.baudrate, self.char_bits)
         # The gap runs from the last byte on the line: our request, or the last reply byte.
         self._last_rx = sent + wire_time_s(len(request), self.baudrate, self.char_bits)
         try:
-            return self._read_reply(unit, function, count, deadline, timeout)
+            return read(deadline)
         finally:
             self._quiet_since = self._last_rx
 
     def _read_reply(self, unit: int, function: int, count: int, deadline: float,
                     timeout: float) -> list[int]:
+        frame = self._read_frame(unit, function, lambda head: head[2] + 5, deadline, timeout)
+        nbytes = frame[2]
+        if nbytes != 2 * count:
+            raise DeviceFault("bytecount", f"byte count {nbytes}, expected {2 * count}")
+        pdu = self._decoder.decode(frame[1:-2])
+        if pdu is None or len(pdu.registers) != count:
+            raise DeviceFault("garbage", f"undecodable reply {frame.hex(' ')}")
+        return list(pdu.registers)
+
+    def _read_frame(self, unit: int, function: int, reply_len, deadline: float, timeout: float) -> bytes:
+        """One whole reply frame, checked: unit, function (or an exception), length, CRC."""
         head = self._read_exact(3, deadline)
         if not head:
             raise DeviceFault("timeout", f"no reply within {timeout:g} s")
@@ -205,19 +249,14 @@ class RtuLink:
         if head[1] != function:
             raise DeviceFault("function", f"reply function {head[1]} to a function {function} request: "
                                           f"{self._drain_hex(head, deadline)}")
-        nbytes = head[2]
-        frame = head + self._read_exact(nbytes + 2, deadline)
-        if len(frame) < nbytes + 5:
-            raise DeviceFault("short", f"reply cut off: {len(frame)} of {nbytes + 5} bytes")
+        total = reply_len(head)
+        frame = head + self._read_exact(total - 3, deadline)
+        if len(frame) < total:
+            raise DeviceFault("short", f"reply cut off: {len(frame)} of {total} bytes")
         if not crc_ok(frame):
             raise DeviceFault("crc", f"bad CRC in reply {frame.hex(' ')}")
-        if nbytes != 2 * count:
-            raise DeviceFault("bytecount", f"byte count {nbytes}, expected {2 * count}")
         self._check_nothing_left(frame)
-        pdu = self._decoder.decode(frame[1:-2])
-        if pdu is None or len(pdu.registers) != count:
-            raise DeviceFault("garbage", f"undecodable reply {frame.hex(' ')}")
-        return list(pdu.registers)
+        return frame
 
     def _read_exact(self, n: int, deadline: float) -> bytes:
         """Up to n bytes, returning early only when the deadline passes."""

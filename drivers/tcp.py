@@ -10,7 +10,9 @@ of whatever the length field promised and dropped the rest, so a frame with an M
 of 11 and a byte count of 6 was a good value. Here every mismatch is a DeviceFault with its
 own reason word (modbus.FRAME_FAULTS), and the connection is reset: after a wrong frame, or
 a reply that did not come whole in time, we no longer know where the next frame starts in
-the byte stream, and a late or trickled answer must not be read as the next unit's."""
+the byte stream, and a late or trickled answer must not be read as the next unit's.
+Coil and discrete-input reads (FC01/FC02, §6.1-6.2) are held to a byte count of ceil(n/8),
+and writes (FC05/FC06/FC16, §6.5, 6.6, 6.12) to their echo, in the same whole-frame way."""
 
 from __future__ import annotations
 
@@ -20,10 +22,10 @@ import struct
 import time
 
 from drivers.modbus import check_request, exception_detail
+from drivers.modbus_bits import check_echo, parse_bits, read_bits_pdu, write_coil_pdu, write_register_pdu
 from gateway.errors import BusError, DeviceFault
 
 _MBAP = struct.Struct(">HHHB")  # transaction id, protocol id, length, unit
-_REQUEST = struct.Struct(">HHHBBHH")
 MAX_MBAP_LENGTH = 254  # unit id + the largest PDU (253 bytes)
 
 
@@ -87,12 +89,49 @@ class TcpLink:
     def read_registers(self, unit: int, function: int, address: int, count: int, *,
                        timeout: float, retries: int) -> list[int]:
         check_request(unit, function, address, count)
+        return self._retried(unit, timeout, retries,
+                             lambda: self._transact(unit, function, address, count, timeout))
+
+    # -- coils, discrete inputs and writes (the same methods RtuLink has, drivers/modbus_bits.py),
+    # checked whole like a register read: byte count ceil(n/8) for bits, the echo for a write --
+    def read_bits(self, unit: int, function: int, address: int, count: int, *, timeout: float,
+                  retries: int) -> list[bool]:
+        request = read_bits_pdu(function, address, count)  # the same span checks as RTU
+
+        def check(pdu: bytes) -> list[bool]:
+            nbytes = (count + 7) // 8
+            if len(pdu) < 2 or pdu[1] != nbytes:
+                raise DeviceFault("bytecount", f"byte count {pdu[1] if len(pdu) > 1 else None}, "
+                                               f"expected {nbytes} for {count} bits")
+            if len(pdu) != 2 + nbytes:
+                raise DeviceFault("mbap-length", f"MBAP length {len(pdu) + 1}, but byte count {nbytes} "
+                                                 f"makes it {nbytes + 3}")
+            return parse_bits(pdu, function, count)
+
+        return self._retried(unit, timeout, retries, lambda: self._exchange(unit, request, timeout, check))
+
+    def write_coil(self, unit: int, address: int, on: bool, *, timeout: float, retries: int) -> None:
+        self._write(unit, write_coil_pdu(address, on), timeout, retries)
+
+    def write_register(self, unit: int, address: int, value: int, *, multiple: bool = False,
+                       timeout: float, retries: int) -> None:
+        self._write(unit, write_register_pdu(address, value, multiple), timeout, retries)
+
+    def _write(self, unit: int, request: bytes, timeout: float, retries: int) -> None:
+        def check(pdu: bytes) -> None:
+            if len(pdu) != 5:  # FC05/06/16 answer function + address + value/quantity
+                raise DeviceFault("mbap-length", f"MBAP length {len(pdu) + 1} for a write reply (6)")
+            check_echo(request, pdu)
+
+        self._retried(unit, timeout, retries, lambda: self._exchange(unit, request, timeout, check))
+
+    def _retried(self, unit: int, timeout: float, retries: int, transact):
         faults: list[DeviceFault] = []
         for _ in range(1 + max(0, retries)):
             if self._sock is None:
                 raise BusError(f"{self._where} is not open")
             try:
-                return self._transact(unit, function, address, count, timeout)
+                return transact()
             except DeviceFault as fault:
                 if fault.reason == "exception":
                     raise  # a whole, valid answer: the stream is in step, asking again changes nothing
@@ -106,6 +145,22 @@ class TcpLink:
         raise DeviceFault(last.reason, f"unit {unit}: {last.detail} (tries: {tries})")
 
     def _transact(self, unit: int, function: int, address: int, count: int, timeout: float) -> list[int]:
+        def check(pdu: bytes) -> list[int]:
+            byte_count = pdu[1] if len(pdu) > 1 else None
+            if byte_count != 2 * count:
+                raise DeviceFault("bytecount", f"byte count {byte_count}, expected {2 * count} "
+                                               f"for {count} registers")
+            if len(pdu) != byte_count + 2:
+                raise DeviceFault("mbap-length", f"MBAP length {len(pdu) + 1}, but byte count {byte_count} "
+                                                 f"makes the PDU {byte_count + 2} bytes (length {byte_count + 3})")
+            return list(struct.unpack(f">{count}H", pdu[2:]))
+
+        return self._exchange(unit, struct.pack(">BHH", function, address, count), timeout, check)
+
+    def _exchange(self, unit: int, request: bytes, timeout: float, check):
+        """Send one request PDU to `unit`; the reply's header, unit, function and exception are
+        checked here, its body by `check(pdu)`, then nothing may be left over."""
+        function = request[0]
         sock = self._sock
         assert sock is not None
         if self._waiting():
@@ -117,7 +172,7 @@ class TcpLink:
                 raise BusError(f"{self._where} is not open")
         self._tid = self._tid % 0xFFFF + 1
         tid = self._tid
-        sock.sendall(_REQUEST.pack(tid, 0, 6, unit, function, address, count))
+        sock.sendall(_MBAP.pack(tid, 0, len(request) + 1, unit) + request)
         deadline = time.monotonic() + timeout
         head = self._recv_exact(_MBAP.size, deadline)
         if not head:
@@ -144,15 +199,9 @@ class TcpLink:
             raise DeviceFault("exception", exception_detail(pdu[1]))
         if pdu[0] != function:
             raise DeviceFault("function", f"function {pdu[0]} reply to a function {function} request")
-        byte_count = pdu[1] if len(pdu) > 1 else None
-        if byte_count != 2 * count:
-            raise DeviceFault("bytecount", f"byte count {byte_count}, expected {2 * count} "
-                                           f"for {count} registers")
-        if length != byte_count + 3:
-            raise DeviceFault("mbap-length", f"MBAP length {length}, but byte count {byte_count} "
-                                             f"makes the PDU {byte_count + 2} bytes (length {byte_count + 3})")
+        value = check(pdu)
         self._check_nothing_left()
-        return list(struct.unpack(f">{count}H", pdu[2:]))
+        return value
 
     def _recv_exact(self, n: int, deadline: float) -> bytes:
         """Up to n bytes; fewer only when the deadline passes. A closed stream is a BusError."""

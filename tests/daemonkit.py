@@ -114,3 +114,12 @@ def siren_on(tmp_path) -> bool:
     changes = [json.loads(x) for x in f.read_text().splitlines() if x.strip()] if f.exists() else []
     changes = [c for c in changes if c["pin"] == SIREN_PIN]
     return bool(changes) and changes[-1]["value"] == 0
+def cli_json(config_path, *args) -> list[dict]:
+    """`gateway ARGS --json -c CONFIG` against the running daemon: its JSON document (status) or
+    JSON lines (events), as a list."""
+    run = subprocess.run([sys.executable, "-m", "gateway.cli", *args, "--json", "-c", str(config_path)],
+                         capture_output=True, text=True, timeout=20)
+    try:
+        return [json.loads(run.stdout)]
+    except json.JSONDecodeError:
+        return [json.loads(x) for x in run.stdout.splitlines() if x.startswith("{")]

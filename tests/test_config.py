@@ -334,7 +334,7 @@ CASES = [
     ('data_dir = "./var"', 'data_dir = 5', "[gateway] data_dir: must be a string (got 5)"),
     ('data_dir = "./var"', 'profiles = ["mine"]', "[gateway] profiles: no such file or directory: {site}/mine"),
     # buses
-    ('type = "rtu" ', 'type = "rtuu" ', '[buses.rs485] type: must be one of rtu, tcp, serial (got "rtuu"); '
+    ('type = "rtu" ', 'type = "rtuu" ', '[buses.rs485] type: must be one of rtu, tcp, serial, gpio (got "rtuu"); '
                                           "did you mean 'rtu'?"),
     ('baudrate = 9600\n\n[buses.pumproom]', 'baudrate = 9601\n\n[buses.pumproom]',
      "[buses.rs485] baudrate: must be one of 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400 (got 9601)"),
@@ -365,7 +365,8 @@ CASES = [
     ('poll_s = 1.0', 'poll_s = "1s"', '[sensors #1] poll_s: must be a number (got "1s")'),
     ('profile = "smoke-rs485"', 'profile = "smoke"',
      "[sensors #3] profile: unknown profile 'smoke'; profiles are: a02yyuw-ultrasonic, hydrant-pressure-rs485, "
-     "smoke-rs485, water-level-rs485 (from {shipped}); did you mean 'smoke-rs485'?"),
+     "manual-call-point, pressure-switch-contact, relay-di-8ch, rs485-sound-light-alarm, smoke-rs485, "
+     "water-immersion-contact, water-level-rs485 (from {shipped}); did you mean 'smoke-rs485'?"),
     ('profile = "a02yyuw-ultrasonic"', 'profile = "water-level-rs485"',
      "[sensors #4] profile: profile 'water-level-rs485' is kind modbus, but bus 'ultrasonic' (type serial) needs a serial profile"),
     ('profile = "smoke-rs485"', 'profile = "a02yyuw-ultrasonic"',

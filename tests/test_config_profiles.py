@@ -117,7 +117,8 @@ def test_a_missing_profile_path_or_entry(tmp_path):
     assert problems_of(config(tmp_path, "acme", 'profiles = ["mine", "gone"]')) == [
         f"{tmp_path}/gateway.toml:3: [gateway] profiles: no such file or directory: {tmp_path}/gone",
         f"{tmp_path}/gateway.toml:17: [sensors #1] profile: unknown profile 'acme'; profiles are: "
-        f"a02yyuw-ultrasonic, hydrant-pressure-rs485, smoke-rs485, water-level-rs485 "
+        f"a02yyuw-ultrasonic, hydrant-pressure-rs485, manual-call-point, pressure-switch-contact, relay-di-8ch, "
+        f"rs485-sound-light-alarm, smoke-rs485, water-immersion-contact, water-level-rs485 "
         f"(from {tmp_path}/mine, {SHIPPED_PROFILES})"]
 
 
@@ -143,9 +144,9 @@ MODBUS_CASES = [
                             "type, word_order, scale, offset, decimals_register, unit_register, unit_codes, range, "
                             "bits, states, field"),
     ('registr = 1\n', 4, "[points #1] registr: unknown key 'registr'; did you mean 'register'?"),
-    ('type = "int16"\n', 4, "[points #1] type: must be one of u16, i16, u32, i32, f32, bits (got \"int16\"); did you mean 'i16'?"),
+    ('type = "int16"\n', 4, "[points #1] type: must be one of u16, i16, u32, i32, f32, bits, bit (got \"int16\"); did you mean 'i16'?"),
     ('type = "u32"\nword_order = "BADC"\n', 5, "[points #1] word_order: must be one of ABCD, CDAB (got \"BADC\")"),
-    ('function = 6\n', 4, "[points #1] function: must be one of 3, 4 (got 6)"),
+    ('function = 6\n', 4, "[points #1] function: must be one of 1, 2, 3, 4 (got 6)"),
     ('range = [10, 0]\n', 4, "[points #1] range: low must be below high (got [10, 0])"),
     ('range = [0]\n', 4, "[points #1] range: must be [low, high], two numbers (got a list)"),
     ('scale = 0\n', 4, "[points #1] scale: must not be 0"),

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 from gateway.config import load_config
 from tests.ptys import wait_until
@@ -57,4 +58,6 @@ def test_make_demo_shows_the_flood_sounding_and_clearing_the_siren():
     assert "relay garage-siren GPIO17 ON" in out
     assert out.index("escalated level=orange->red") < out.index("cleared")
     assert "siren off  alarms: none" in out.split("cleared")[-1]
+    assert "voice garage-voice: 地下车库B2积水已退去，预警解除。" in out.split("cleared")[-1]  # it speaks (issue 13)
+    assert len(list((Path(ROOT) / "var" / "demo" / "voice").glob("*.wav"))) >= 2  # the rendered clips
     assert "Traceback" not in out + r.stderr

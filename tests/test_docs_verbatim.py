@@ -67,7 +67,8 @@ def test_readme_play_with_it_by_hand_runs_as_written(tmp_path):
     scratch_site(tmp_path)
     r = run_script(block, tmp_path, _env())
     assert r.returncode == 0, r.stdout
-    assert re.search(r"^FIRE stair-1-smoke RED since \d\d:\d\d:\d\d \(\d+ s\), latched, sirens ON$", r.stdout, re.M), r.stdout
+    assert re.search(r"^FIRE stair-1-smoke RED since \d\d:\d\d:\d\d \(\d+ s\), latched, "
+                     r"sirens ON \(garage-siren, stair-sounder\)$", r.stdout, re.M), r.stdout
     assert "raised red value 1; cause: status 1 (alarm) is a red state" in r.stdout
     assert "silenced: stair-1-smoke.status#1" in r.stdout
     assert "acknowledged: stair-1-smoke.status#1" in r.stdout

@@ -27,11 +27,14 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from drivers.modbus import quiet_pymodbus
 from drivers.rtu import frame_gap_s, wire_time_s
+from drivers.sim.bits import BIT_FUNCTIONS, bit_block, pack
 from drivers.sim.registers import device_registers, encode_point
 from gateway.config.model import Profile
 from gateway.errors import BusError
 
-BEHAVIOURS = ("normal", "dead", "slow", "garbage", "bad_crc", "exception", "short")
+BEHAVIOURS = ("normal", "dead", "slow", "garbage", "bad_crc", "exception", "short", "stuck")
+# stuck: a device that acknowledges every write and changes nothing (a relay welded or its coil
+# driver dead): the read-back tells, the echo does not
 GATEWAY_TARGET_FAILED = 11
 _COARSE_S = 0.002  # asyncio sleeps the bulk of a delay, precise sleeping does the rest  # what a Modbus TCP gateway answers for a unit it cannot reach
 
@@ -45,6 +48,9 @@ class SimUnit:
     behaviour: str = "normal"
     arg: float | int | None = None
     requests: int = 0  # requests addressed to it, answered or not
+    coils: dict[int, bool] | None = None  # a unit with bits is served in distinct blocks (drivers/sim/bits.py)
+    inputs: dict[int, bool] | None = None
+    writes: int = 0  # write requests that reached it
 
 
 @dataclass(frozen=True)
@@ -112,15 +118,29 @@ class SimBus:
 
     # -- devices ------------------------------------------------------------------------
     def add_device(self, unit_id: int, profile: Profile | None, values: dict | None = None, *,
-                   registers: dict[int, int] | None = None) -> SimUnit:
-        """A device of `profile` showing `values`; `registers` adds or overrides raw words."""
+                   registers: dict[int, int] | None = None, coils: int = 0, inputs: int = 0) -> SimUnit:
+        """A device of `profile` showing `values`; `registers` adds or overrides raw words;
+        `coils`, `inputs`: how many coils (FC01/05/15) and discrete inputs (FC02) it has."""
         if not 1 <= unit_id <= 247:
             raise ValueError(f"unit {unit_id} outside 1..247")
         image = device_registers(profile, values, unit_id, baudrate=self.baudrate) if profile else {}
         image.update(registers or {})
-        if not image:
+        if profile:  # bit points of the profile (FC01/FC02) make the unit a bit device
+            for p in profile.points:
+                if p.function in (1, 2) and p.register is not None:
+                    if p.function == 1:
+                        coils = max(coils, p.register + 1)
+                    else:
+                        inputs = max(inputs, p.register + 1)
+        if not image and not (coils or inputs):
             raise ValueError(f"unit {unit_id}: no registers to serve")
-        unit = SimUnit(unit_id, profile, image)
+        unit = SimUnit(unit_id, profile, image or {0: 0})
+        if coils or inputs:
+            unit.coils = {a: False for a in range(coils)}
+            unit.inputs = {a: False for a in range(inputs)}
+            for p in profile.points if profile else ():
+                if p.function in (1, 2) and p.register is not None and values and p.name in values:
+                    (unit.coils if p.function == 1 else unit.inputs)[p.register] = bool(values[p.name])
         with self._lock:
             if unit_id in self._units:
                 raise ValueError(f"unit {unit_id} is already on this bus")
@@ -136,7 +156,24 @@ class SimBus:
         matches = [p for p in unit.profile.points if p.name == point]
         if not matches:
             raise ValueError(f"profile {unit.profile.name} has no point {point!r}")
+        if matches[0].function in (1, 2):
+            self.set_bits(unit_id, "coils" if matches[0].function == 1 else "inputs",
+                          {matches[0].register: bool(value)})
+            return
         self.set_registers(unit_id, encode_point(matches[0], value))
+
+    def set_bits(self, unit_id: int, kind: str, bits: dict[int, bool]) -> None:
+        """`kind` coils or inputs: a contact closing, a relay switched by hand."""
+        unit = self._unit(unit_id)
+        image = getattr(unit, kind)
+        if image is None or set(bits) - set(image):
+            raise ValueError(f"unit {unit_id} has no {kind} {sorted(set(bits) - set(image or {}))}")
+        with self._lock:
+            image.update({a: bool(v) for a, v in bits.items()})
+
+    def bits(self, unit_id: int, kind: str = "coils") -> dict[int, bool]:
+        with self._lock:
+            return dict(getattr(self._unit(unit_id), kind) or {})
 
     def set_registers(self, unit_id: int, registers: dict[int, int]) -> None:
         unit = self._unit(unit_id)
@@ -256,19 +293,31 @@ class SimBus:
         self._server.context.devices[unit.unit_id] = SimRuntime(device)
 
     def _sim_device(self, unit: SimUnit) -> SimDevice:
-        return SimDevice(unit.unit_id, simdata=_runs(unit.image),
-                         action=functools.partial(self._on_request, unit.unit_id))
+        action = functools.partial(self._on_request, unit.unit_id)
+        if unit.coils is None:
+            return SimDevice(unit.unit_id, simdata=_runs(unit.image), action=action)
+        runs = _runs(unit.image)
+        return SimDevice(unit.unit_id, action=action, simdata=(
+            bit_block(len(unit.coils)), bit_block(len(unit.inputs)), runs, _runs(unit.image)))
 
     # -- the hooks (run in the server's loop) ----------------------------------------------
     async def _on_request(self, unit_id: int, function: int, start: int, address: int,
                           count: int, registers: list[int], written: list | None) -> None:
         with self._lock:
             unit = self._units[unit_id]
-            if written:
-                unit.image.update({address + i: int(v) for i, v in enumerate(written)})
-            for i in range(count):
-                registers[address - start + i] = unit.image.get(address + i, 0)
             behaviour, arg = unit.behaviour, unit.arg
+            if written:
+                unit.writes += 1
+            if function in BIT_FUNCTIONS:
+                image = getattr(unit, BIT_FUNCTIONS[function])
+                if written and behaviour != "stuck":
+                    image.update({address + i: bool(v) for i, v in enumerate(written)})
+                pack(image, start, registers)
+            else:
+                if written and behaviour != "stuck":
+                    unit.image.update({address + i: int(v) for i, v in enumerate(written)})
+                for i in range(count):
+                    registers[address - start + i] = unit.image.get(address + i, 0)
         delay_until = asyncio.get_running_loop().time()
         if behaviour == "slow":
             delay_until += float(arg)

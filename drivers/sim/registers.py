@@ -104,6 +104,8 @@ def device_registers(profile: Profile, values: Mapping[str, object] | None, unit
         raise ValueError(f"profile {profile.name} has no point {sorted(unknown)}")
     image: dict[int, int] = {}
     for point in profile.points:
+        if point.function in (1, 2):
+            continue  # a coil or discrete input: SimBus keeps bits apart (drivers/sim/bits.py)
         image.update(encode_point(point, values.get(point.name, _default_value(point))))
     # QDY30A family: 0x0000 holds the slave address and 0x0001 the baud code. Only where
     # the profile leaves those registers free: elsewhere they mean other things.

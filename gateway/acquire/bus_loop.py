@@ -47,9 +47,11 @@ def _on_bus(name: str, e: Exception) -> str:
 class BusLoop:
     """Polls every device of one bus, in due order, one transaction at a time."""
 
-    def __init__(self, bus: Bus, devices: list[Device], sink: Sink, transport_factory=_open_transport):
+    def __init__(self, bus: Bus, devices: list[Device], sink: Sink, transport_factory=_open_transport,
+                 writes=None):
         self.bus = bus
         self.devices = devices
+        self.writes = writes  # gateway/acquire/writes.py: output writes, served ahead of the polls
         self.sink = sink
         self.transport = transport_factory(bus, devices)
         self.heartbeat = time.monotonic()
@@ -100,8 +102,15 @@ class BusLoop:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        if self.writes is not None:
+            self.writes.ready.set()
         if self._thread:
             self._thread.join(timeout)
+        if self.writes is not None and self.writes.next_due() is not None and self.transport.is_open:
+            try:  # the outputs-off of a clean stop: one last try, so a sounder is not left sounding
+                self.writes.serve(self.transport)
+            except BusError as e:
+                log.error("%s", _on_bus(self.bus.name, e))
         self._close()
 
     def _close(self) -> None:
@@ -117,10 +126,14 @@ class BusLoop:
             d.next_due = now
         while not self._stop.is_set():
             self.heartbeat = time.monotonic()
+            self._serve_writes()
+            if not self.devices:  # a bus of outputs only
+                self._idle(BEAT_S)
+                continue
             dev = min(self.devices, key=lambda d: d.next_due)
             wait = dev.next_due - time.monotonic()
             if wait > 0:
-                self._stop.wait(min(wait, BEAT_S))
+                self._idle(min(wait, BEAT_S))
                 continue
             try:
                 self.poll(dev)
@@ -130,10 +143,37 @@ class BusLoop:
                     self.sink(r)
                 dev.next_due = time.monotonic() + max(dev.sensor.poll_s, 1.0)
 
+    def _idle(self, seconds: float) -> None:
+        """Wait for the next poll, woken early by an output write (or stop)."""
+        if self.writes is None:
+            self._stop.wait(seconds)
+            return
+        due = self.writes.next_due()
+        if due is not None:
+            seconds = min(seconds, max(0.0, due - time.monotonic()))
+        self.writes.ready.wait(seconds)
+
+    def _serve_writes(self) -> None:
+        """Output writes go ahead of the polls: called before every poll transaction."""
+        w = self.writes
+        if w is None or self._stop.is_set():
+            return
+        due = w.next_due()
+        if due is None or due > time.monotonic():
+            return
+        if self.bus.type == "serial" or not self._ensure_open(time.monotonic()):
+            return  # the port is down: tried again when it is back (next_open)
+        try:
+            w.serve(self.transport)
+        except BusError as e:
+            log.error("%s", _on_bus(self.bus.name, e))
+            self.port_error = str(e)
+            self._close()
+
     @property
     def allowance_s(self) -> float:
         """How long this loop may go without a heartbeat before it counts as hung (for the watchdog)."""
-        return max(3.0, 2 * max(d.worst_poll_s() for d in self.devices))
+        return max(3.0, 2 * max((d.worst_poll_s() for d in self.devices), default=1.0))
 
     def poll(self, dev: Device) -> list[Reading]:
         """One poll of one device: readings go to the sink and are returned."""
@@ -178,6 +218,12 @@ class BusLoop:
             else:
                 regs: dict[int, int] = {}
                 for req in dev.requests:
+                    self._serve_writes()  # between two transactions of one device too
+                    if req.function in (1, 2):  # coils, discrete inputs (drivers/modbus_bits.py)
+                        bits = self.transport.read_bits(dev.sensor.unit, req.function, req.address, req.count,
+                                                        timeout=dev.timeout, retries=dev.attempt_retries())
+                        regs.update({(req.function, req.address + i): b for i, b in enumerate(bits)})
+                        continue
                     words = self.transport.read_registers(
                         dev.sensor.unit, req.function, req.address, req.count,
                         timeout=dev.timeout, retries=dev.attempt_retries())
@@ -217,7 +263,10 @@ class BusLoop:
 class Acquisition:
     """All bus loops of a configuration, and the latest reading of every point."""
 
-    def __init__(self, cfg: Config, sink: Sink | None = None, transport_factory=_open_transport):
+    def __init__(self, cfg: Config, sink: Sink | None = None, transport_factory=_open_transport,
+                 writes: dict | None = None, gpio=None):
+        """`writes`: bus name -> OutputWrites of its Modbus outputs (gateway/acquire/writes.py);
+        `gpio`: the GPIO backend the dry contacts of a `gpio` bus are read from (gateway/acquire/contacts.py)."""
         self.cfg = cfg
         self._latest: dict[tuple[str, str], Reading] = {}
         self._last_good: dict[tuple[str, str], Reading] = {}  # for status: the value before a fault
@@ -225,10 +274,18 @@ class Acquisition:
         self._sink = sink
         self.stale_limits = stale_limits(cfg)
         self.loops: list[BusLoop] = []
+        writes = writes or {}
         for bus in cfg.buses.values():
+            if bus.type == "gpio":
+                contacts = [s for s in cfg.sensors.values() if s.bus == bus.name]
+                if contacts and gpio is not None:
+                    from gateway.acquire.contacts import ContactLoop
+
+                    self.loops.append(ContactLoop(bus, contacts, gpio, self._on_reading))
+                continue
             devices = [Device(s, bus) for s in cfg.sensors.values() if s.bus == bus.name]
-            if devices:
-                self.loops.append(BusLoop(bus, devices, self._on_reading, transport_factory))
+            if devices or bus.name in writes:
+                self.loops.append(BusLoop(bus, devices, self._on_reading, transport_factory, writes.get(bus.name)))
 
     def _on_reading(self, r: Reading) -> None:
         with self._lock:

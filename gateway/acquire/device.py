@@ -105,6 +105,9 @@ class Device:
         values: dict[str, object] = {}
         for p in self.sensor.profile.points:
             try:
+                if p.function in (1, 2):  # a coil or discrete input: 0 or 1 (the bus loop keys it by function)
+                    values[p.name] = int(regs[(p.function, p.register)])
+                    continue
                 values[p.name] = decode_point(p, regs)
             except DeviceFault as f:
                 values[p.name] = f

@@ -65,6 +65,14 @@ class SafetyLoop:
     def acknowledge(self, alarm_id: str | None = None, by: str = "remote") -> Future:
         return self._command(self.core.acknowledge, alarm_id, by)
 
+    def drill_start(self, area: str | None, minutes: float, by: str = "remote") -> Future:
+        """A drill (gateway/act/drill.py) in `area` (None: every output) for `minutes`."""
+        self._log.put(("warning", f"drill started by {by}: area {area or 'all'}, {minutes:g} min"))
+        return self._command(self.core.drill_start, area, minutes, by)
+
+    def drill_stop(self, by: str = "remote") -> Future:
+        return self._command(self.core.drill_stop, by)
+
     def siren_test(self, name: str, seconds: float = 5.0, by: str = "remote") -> Future:
         self.core.sirens.check_test(name, seconds)  # a typo fails here, in the caller's thread
         self._log.put(("info", f"siren test {name} for {seconds:g} s by {by}"))
@@ -74,18 +82,20 @@ class SafetyLoop:
         """Queue the last run's alarms; they sound on the loop's next iteration (or its first)."""
         return self._command(self.core.restore, snapshot)
 
-    def reconfigure(self, cfg, *, on_transition=None, on_state=None) -> Future:
+    def reconfigure(self, cfg, *, on_transition=None, on_state=None, outlets=None) -> Future:
         """Apply a reloaded configuration to the running loop (see SafetyCore.reconfigure); the
         relays keep sounding throughout. The rules are built and checked here, in the caller's
         thread (a ConfigError changes nothing); the hand-over happens on the loop's thread. From
-        the hand-over on, transitions and state snapshots go to the new consumers."""
+        the hand-over on, transitions and state snapshots go to the new consumers. `outlets`: the
+        workers of the new config's voice and Modbus outputs."""
         from gateway.act.safety import alarm_book_of
 
         book = alarm_book_of(cfg)
         SafetyCore.check(book, list(cfg.outputs))
 
         def apply() -> Step:
-            step = self.core.reconfigure(book, cfg.outputs, cfg.inputs, self._clock())
+            step = self.core.reconfigure(book, cfg.outputs, cfg.inputs, self._clock(), outlets=outlets,
+                                         areas=cfg.areas)
             if on_transition is not None:
                 self.on_transition = on_transition
             if on_state is not None:

@@ -38,6 +38,8 @@ class SafetyCore:
         self.check(book, sirens.names)
         self.book = book
         self.sirens = sirens
+        self.drill = None  # a running drill's alarm (gateway/act/drill.py)
+        self._drills = 0
         self.buttons: list[SilenceButton] = list(buttons)
 
     @staticmethod
@@ -48,21 +50,25 @@ class SafetyCore:
             raise ConfigError(unknown)
 
     @classmethod
-    def from_config(cls, cfg, gpio) -> "SafetyCore":
-        """From a validated gateway.config.model.Config and an open GpioBackend."""
-        sirens = Sirens(cfg.outputs, gpio)
+    def from_config(cls, cfg, gpio, outlets=None) -> "SafetyCore":
+        """From a validated gateway.config.model.Config and an open GpioBackend; `outlets`: the
+        started workers of the voice and Modbus outputs, by output name."""
+        sirens = Sirens(cfg.outputs, gpio, outlets, cfg.areas)
         buttons = [SilenceButton(i, gpio) for i in cfg.inputs.values()]
         return cls(alarm_book_of(cfg), sirens, buttons)
 
-    def reconfigure(self, book: AlarmBook, outputs: dict, inputs: dict, now: float | None = None) -> Step:
+    def reconfigure(self, book: AlarmBook, outputs: dict, inputs: dict, now: float | None = None, *,
+                    outlets: dict | None = None, areas: dict | None = None) -> Step:
         """A reload, in place: `book` (new, built and checked by the caller) takes over the
         active alarms, the outputs and buttons are handed over pin by pin, and every relay is
         driven from the new rules before the ones that went away are switched off. A relay that
-        stays where it was is never touched: make before break."""
+        stays where it was is never touched: make before break. `outlets`: the workers of the new
+        config's voice and Modbus outputs (adopted or new: gateway/act/outlets.py), `areas` its
+        cadence areas."""
         now = time.monotonic() if now is None else now
         self.check(book, [o.name for o in outputs.values()])
         gpio = self.sirens._gpio
-        sirens = Sirens(outputs, gpio, adopt=self.sirens)  # sets up only pins that are new
+        sirens = Sirens(outputs, gpio, outlets, areas, adopt=self.sirens)  # sets up only pins that are new
         kept = {b.input: b for b in self.buttons}
         buttons = [kept.get(i) or SilenceButton(i, gpio) for i in inputs.values()]
         step = Step(problems=[f"reload: {m}" for m in book.adopt(self.book)])
@@ -81,6 +87,8 @@ class SafetyCore:
         """Debounce ends, buttons, pulse patterns, max_on_s: call every 20-50 ms."""
         ts = time.time() if ts is None else ts
         step = Step(self.book.tick(now, ts))
+        if self.drill is not None and now >= self.drill.until:
+            step.transitions.append(self._end_drill("timeout", now))
         for b in self.buttons:
             try:
                 action = b.poll(now)
@@ -97,6 +105,8 @@ class SafetyCore:
     def silence(self, alarm_id: str | None = None, by: str = "remote", now: float | None = None) -> Step:
         now = time.monotonic() if now is None else now
         step = Step(self.book.silence(alarm_id, by=by, now_mono=now))
+        if self.drill is not None and alarm_id is None:
+            step.transitions.append(self._end_drill(by, now))  # silencing everything ends a drill too
         self._sound(step, now)
         return step
 
@@ -112,6 +122,36 @@ class SafetyCore:
         step.add(self.sirens.self_test(name, seconds, now))
         return step
 
+    def drill_start(self, area: str | None, minutes: float, by: str = "remote", now: float | None = None) -> Step:
+        """Sound `area` (None: every output) as a drill for `minutes`; a running drill is replaced."""
+        from gateway.act.drill import plan_drill, transition
+
+        now = time.monotonic() if now is None else now
+        step = Step()
+        alarm = plan_drill({n: self.sirens[n].output for n in self.sirens.names}, self.book.rules, area,
+                           self._drills + 1, now, minutes)
+        if self.drill is not None:
+            step.transitions.append(self._end_drill(by, now))
+        self._drills += 1
+        self.drill = alarm
+        step.transitions.append(transition(alarm, "raised", now, by))
+        self._sound(step, now)
+        return step
+
+    def drill_stop(self, by: str = "remote", now: float | None = None) -> Step:
+        now = time.monotonic() if now is None else now
+        step = Step()
+        if self.drill is not None:
+            step.transitions.append(self._end_drill(by, now))
+        self._sound(step, now)
+        return step
+
+    def _end_drill(self, by: str, now: float):
+        from gateway.act.drill import transition
+
+        alarm, self.drill = self.drill, None
+        return transition(alarm, "cleared", now, by)
+
     def restore(self, snapshot: dict, now: float | None = None) -> Step:
         """Bring back the alarms of the last run and sound them at once."""
         now = time.monotonic() if now is None else now
@@ -126,18 +166,26 @@ class SafetyCore:
         return step
 
     def _sound(self, step: Step, now: float) -> None:
-        rep = self.sirens.update(self.book.active(), now)
+        rep = self.sirens.update(self.book.active(), now, drill=self.drill)
         step.add(rep)
+        for t in step.transitions:
+            if t.kind == "cleared":
+                rule = next((r for r in self.book.rules if r.name == t.rule), None)
+                step.add(self.sirens.announce_clear(rule, now, t.value, t.unit))
         if rep.expired:
             # max_on_s is a silence by the clock: the alarms stay active and an escalation
             # sounds again, as after a silence by hand.
             for alarm_id in rep.expired:
                 step.transitions += self.book.silence(alarm_id, by="max_on_s", now_mono=now)
-            step.add(self.sirens.update(self.book.active(), now))
+            step.add(self.sirens.update(self.book.active(), now, drill=self.drill))
 
     def status(self) -> dict:
-        return {"alarms": [a.as_dict() for a in self.book.active()], "outputs": self.sirens.status(),
-                "points": self.book.points()}
+        st = {"alarms": [a.as_dict() for a in self.book.active()], "outputs": self.sirens.status(),
+              "points": self.book.points()}
+        if self.drill is not None:
+            st["drill"] = {"id": self.drill.id, "area": self.drill.area, "level": self.drill.level,
+                           "ends_ts": round(time.time() + self.drill.until - time.monotonic(), 1)}
+        return st
 
 
 def alarm_book_of(cfg) -> AlarmBook:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from gateway.config.model import Output, Pattern
 from gateway.decide.transition import level_at, rank
 from gateway.errors import OutputError
+from gateway.act.drill import ANNOUNCEMENT as DRILL_ANNOUNCEMENT
+from gateway.act.voice import message_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +74,12 @@ class Siren:
     def name(self) -> str:
         return self.output.name
 
-    def drive(self, level: str | None, now: float, silenced: bool = False) -> RelayChange | None:
+    def drive(self, level: str | None, now: float, silenced: bool = False, quiet: bool = False,
+              burst_start: float | None = None) -> RelayChange | None:
         """Sound `level` (None: nothing asks for this output; `silenced`: because the alarms
-        that would are silenced). Raises OutputError if the relay
+        that would are silenced). `quiet`: the area's voice slot (gateway/act/cadence.py), off
+        while the alarm keeps counting; `burst_start`: a siren burst began then, and its pattern
+        with it. Raises OutputError if the relay
         cannot be switched; `on` then keeps the old state, so the next call retries."""
         if self.test_until is not None and now >= self.test_until:
             self.test_until = None
@@ -87,6 +92,8 @@ class Siren:
             self.phase_start = now
         elif pattern != self.pattern:
             self.phase_start = now  # a milder pattern; the on-time keeps counting
+        if pattern is not None and burst_start is not None and burst_start > self.phase_start:
+            self.phase_start = burst_start
         self.level, self.pattern = level, pattern
         if self.test_until is not None:
             want, reason = True, "test"
@@ -95,6 +102,8 @@ class Siren:
         else:
             want = _phase_on(pattern, now - self.phase_start)
             reason = "pulse" if now > self.phase_start else "alarm"
+            if quiet:
+                want, reason = False, "cadence"
         return self._switch(want, reason, now)
 
     def _switch(self, want: bool, reason: str, now: float) -> RelayChange | None:
@@ -125,19 +134,28 @@ class Siren:
 class Sirens:
     """Every configured output, driven from the active alarms."""
 
-    def __init__(self, outputs, gpio, adopt: "Sirens | None" = None):
+    def __init__(self, outputs, gpio, outlets=None, areas=None, adopt: "Sirens | None" = None):
+        """`outlets`: output name -> the worker of a voice or Modbus output (gateway/act/outlets.py).
+        `adopt`: on a reload, the Sirens of the config before, whose relays are taken over."""
+        from gateway.act.cadence import Cadence
+        from gateway.act.outlets import make_output
+
         outputs = list(outputs.values()) if isinstance(outputs, dict) else list(outputs)
         self._gpio = gpio
-        old = {} if adopt is None else {s.output.pin: s for s in adopt._sirens.values()}
-        self._sirens = {o.name: Siren(o, gpio, old.get(o.pin)) for o in outputs}
+        relays = [o for o in outputs if o.kind == "relay"]
+        old = {} if adopt is None else {s.output.pin: s for s in adopt._sirens.values() if isinstance(s, Siren)}
+        self._sirens = {o.name: make_output(o, gpio, outlets or {}, old.get(o.pin) if o.kind == "relay" else None)
+                        for o in outputs}
         # The old relays this set does not drive any more: the caller switches them off once the
         # new ones are driven (make before break: a pin that moved is ON at its new place first).
-        used = {o.pin for o in outputs}
+        used = {o.pin for o in relays}
         # (A pin whose active_low changed was set up again by its new Siren: that one break
         # cannot be avoided, the same level now means the opposite.)
         self.left_over = [s for pin, s in old.items() if pin not in used]
         self._demand: dict[str, tuple[str | None, list[str]]] = {}
         self._muted: set[str] = set()
+        self._top: dict = {}  # output -> the alarm its level comes from (whose message a voice says)
+        self._cadence = Cadence(outputs, areas)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -146,10 +164,12 @@ class Sirens:
     def __getitem__(self, name: str) -> Siren:
         return self._sirens[name]
 
-    def update(self, alarms, now: float) -> SirenReport:
-        """Drive every output from `alarms` (gateway.decide.Alarm)."""
+    def update(self, alarms, now: float, drill=None) -> SirenReport:
+        """Drive every output from `alarms` (gateway.decide.Alarm); a running `drill`
+        (gateway/act/drill.py) sounds the outputs no real alarm is using."""
         demand: dict[str, tuple[int, list[str]]] = {}
         muted: set[str] = set()
+        self._top = {}
         for a in alarms:
             if a.silenced:
                 muted.update(a.rule.sound)
@@ -160,23 +180,51 @@ class Sirens:
                 ids.append(a.id)
                 if r > best:
                     demand[name] = (r, ids)
+                    self._top[name] = a
+        if drill is not None:
+            for name in drill.rule.sound:
+                if name not in demand and name not in muted:
+                    demand[name] = (rank(drill.level), [drill.id])
+                    self._top[name] = drill
         self._demand = {n: (level_at(r), ids) for n, (r, ids) in demand.items()}
         self._muted = muted
         return self._drive(now)
 
     def _drive(self, now: float) -> SirenReport:
         rep = SirenReport()
+        levels = {name: self._demand.get(name, (None, []))[0] for name in self._sirens}
+        voiced = set()
+        for name, siren in self._sirens.items():
+            if hasattr(siren, "message"):  # a voice output: has it something to say?
+                siren.alarm = self._top.get(name)
+                siren.prefix = DRILL_ANNOUNCEMENT if getattr(siren.alarm, "drill", False) else None
+                if siren.message(levels[name], siren.alarm):
+                    voiced.add(name)
+        plans = self._cadence.plan(levels, voiced, now)
         for name, siren in self._sirens.items():
             level, ids = self._demand.get(name, (None, []))
             try:
-                change = siren.drive(level, now, silenced=name in self._muted)
+                change = siren.drive(level, now, silenced=name in self._muted, **plans.get(name, {}))
             except OutputError as e:
                 rep.problems.append(f"output {name}: {e}")
                 continue
             if change:
                 rep.changes.append(change)
             if siren.expired(now):
-                rep.expired += [i for i in ids if i not in rep.expired]
+                rep.expired += [i for i in ids if i not in rep.expired and not i.startswith("drill#")]
+        return rep
+
+    def announce_clear(self, rule, now: float, value=None, unit: str = "") -> SirenReport:
+        """A rule's alarm cleared: its voice outputs say its `say_clear` once, if it has one."""
+        rep = SirenReport()
+        if rule is None or not rule.say_clear:
+            return rep
+        for name in rule.sound:
+            out = self._sirens.get(name)
+            if hasattr(out, "announce"):
+                change = out.announce(message_text(rule.say_clear, "", value, unit), now)
+                if change:
+                    rep.changes.append(change)
         return rep
 
     def check_test(self, name: str, seconds: float) -> Siren:

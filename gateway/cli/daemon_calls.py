@@ -49,6 +49,20 @@ def control_command(args) -> int:
         return 0
     if c == "siren":
         return _siren_test(addr, args)
+    if c == "drill":
+        if args.action == "stop":
+            res = call_daemon(addr, "drill", {"action": "stop", "by": "cli"})
+            print(f"drill stopped: {', '.join(res.get('stopped', [])) or 'no drill was running'}")
+            return 0
+        req = {"action": "start", "by": "cli", "area": args.area}
+        if args.minutes is not None:
+            if not (math.isfinite(args.minutes) and 0 < args.minutes <= 240):
+                raise GatewayError(f"--minutes {args.minutes:g}: a drill lasts more than 0 and at most 240 minutes")
+            req["minutes"] = args.minutes
+        res = call_daemon(addr, "drill", req)
+        print(f"drill {res['drill']} running in {res['area']} at {res['level']} for {res['minutes']:g} min "
+              "(gateway drill stop ends it)")
+        return 0
     if c == "events":
         from gateway.cli.events import run_events
 

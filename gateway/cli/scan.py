@@ -130,6 +130,8 @@ def run_scan(cfg: Config, bus_name: str, units_text: str, baud_text: str | None,
         raise GatewayError(f"unknown bus {bus_name!r}; buses are: {', '.join(cfg.buses)}")
     if bus.type == "serial":
         raise GatewayError(f"bus {bus_name} is a plain serial line: there is nothing to scan")
+    if bus.type == "gpio":
+        raise GatewayError(f"bus {bus_name} is dry contacts on GPIO pins: there is nothing to scan")
     _refuse_if_daemon_owns(cfg, bus_name)
     units = parse_units(units_text)
     bauds: list[int | None] = [None] if bus.type == "tcp" else parse_bauds(baud_text or str(bus.baudrate))

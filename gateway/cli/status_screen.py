@@ -101,7 +101,18 @@ def _outputs(st: dict) -> list[str]:
                 why += f"; {duration(o['left_s'], exact=True)} left before max_on_s {o.get('max_on_s'):g} s"
         elif o.get("why") == "silenced":
             why = "silenced (the alarm is still active)"
-        out.append(f"  {name:22} GPIO{o.get('pin', '?'):<3} {state}  {why}".rstrip())
+        if o.get("kind") == "modbus":
+            where = f"{o.get('bus')}/{o.get('unit')}"
+        elif o.get("kind") == "voice" or o.get("pin") is None:
+            where = o.get("kind") or "-"
+        else:
+            where = f"GPIO{o.get('pin', '?')}"
+        out.append(f"  {name:22} {where:<7} {state}  {why}".rstrip())
+    out += [f"  {n}: FAULT {o['problem']}" for n, o in outs.items() if o.get("problem")]  # voice, Modbus
+    if st.get("drill"):
+        d = st["drill"]
+        out.append(f"DRILL {d['id']} running in {d['area'] or 'all'} ({d['level']}), "
+                   f"ends in {d['ends_ts'] - time.time():.0f} s")
     return out
 
 

@@ -59,7 +59,8 @@ class CommandHandler:
         self.push = None if healthy is None else ConfigPush(daemon, healthy=healthy, report=self._push_outcome,
                                                             watch_s=watch_s, contacted=self._accepted_under.__contains__)
         self._run = {"status": self._status, "silence": self._silence, "ack": self._ack,
-                     "siren_test": self._siren_test, "rebirth": self._rebirth, "config_get": self._config_get,
+                     "siren_test": self._siren_test, "drill": self._drill, "rebirth": self._rebirth,
+                     "config_get": self._config_get,
                      "config_push": self._config_push}
 
     @classmethod
@@ -124,6 +125,15 @@ class CommandHandler:
     def _ack(self, cmd: Command):
         acked = operator.acknowledge(self.daemon.safety, cmd.args["alarm"], BY, SAFETY_TIMEOUT_S)
         return (f"acknowledged {', '.join(acked)}" if acked else "nothing to acknowledge"), {"acknowledged": acked}
+
+    def _drill(self, cmd: Command):
+        """gateway/act/operator.py, as `gateway drill start|stop` does it."""
+        if cmd.args["action"] == "stop":
+            stopped = operator.drill_stop(self.daemon.safety, BY, SAFETY_TIMEOUT_S)
+            return (f"drill {', '.join(stopped)} stopped" if stopped else "no drill was running"), {"stopped": stopped}
+        res = operator.drill_start(self.daemon.safety, cmd.args.get("area"), cmd.args.get("minutes"), BY,
+                                   SAFETY_TIMEOUT_S)
+        return f"drill {res['drill']} running in {res['area']} for {res['minutes']:g} min", res
 
     def _siren_test(self, cmd: Command):
         output, seconds = cmd.args["output"], cmd.args["seconds"]

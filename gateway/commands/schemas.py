@@ -33,6 +33,15 @@ ARGS: dict[str, dict] = {
         "properties": {"output": {"type": "string", "minLength": 1, "maxLength": 200},
                        "seconds": {"type": "integer", "minimum": 1, "maximum": 60}},
     },
+    "drill": {
+        "description": "An emergency drill (应急演练): `start` sounds the outputs of `area` (default every output) "
+                       "for `minutes` (default 30) with the drill announcement before each message; its alarm "
+                       "events carry \"drill\": true. `stop` ends it.",
+        "type": "object", "additionalProperties": False, "required": ["action"],
+        "properties": {"action": {"enum": ["start", "stop"]},
+                       "minutes": {"type": "integer", "minimum": 1, "maximum": 240},
+                       "area": {"type": "string", "minLength": 1, "maxLength": 200}},
+    },
     "status": {"description": "The gateway's full status in the reply.", **NO_ARGS},
     "rebirth": {"description": "Publish the retained birth message again.", **NO_ARGS},
     "config_get": {"description": "The configuration file's text in the reply.", **NO_ARGS},

@@ -22,6 +22,8 @@ from .source import read_toml
 from .summary import summary
 from .tables import Table
 from .uplink import build_commands, build_outbox, build_uplink
+from .contacts import check_contact_pins
+from .voice import build_areas, check_voice_rules
 
 __all__ = ["ConfigError", "Problem", "load_config", "problems_of", "resolve_config_path", "summary",
            "KEYS", "SHIPPED_PROFILES", "ENV_VAR"]
@@ -52,11 +54,14 @@ def load_config(path: str) -> Config:
     sensors, sensor_names = build_sensors(top, buses, library, base)
     gpio = build_gpio(top, base)
     pins: dict[int, str] = {}  # BCM pin -> "outputs.NAME", shared so a clash names both
-    outputs = build_outputs(top, pins)
+    outputs = build_outputs(top, pins, {n: b for n, b in buses.items() if b}, base)
     inputs = build_inputs(top, pins)
+    check_contact_pins(top, sensors, pins)  # gpio contacts: config/contacts.py
     # every output written, valid or not: a rule naming a broken one is not "unknown"
     written = src.data.get("outputs")
-    rules = build_rules(top, sensors, sensor_names, list(written) if isinstance(written, dict) else [])
+    rules = build_rules(top, sensors, sensor_names, list(written) if isinstance(written, dict) else [], base)
+    areas = build_areas(top, outputs)  # voice and cadence: config/voice.py
+    check_voice_rules(top, rules, outputs)
     uplink = build_uplink(top, base)
     outbox = build_outbox(top)
     commands = build_commands(top, base)
@@ -67,7 +72,7 @@ def load_config(path: str) -> Config:
         raise ConfigError(problems)
     config = Config(path=os.path.normpath(file.absolute()), gateway=gateway, buses=dict(buses), sensors=sensors,
                     gpio=gpio, outputs=outputs, inputs=inputs, rules=rules, uplink=uplink,
-                    outbox=outbox, commands=commands,
+                    outbox=outbox, commands=commands, areas=areas,
                     text_hash=hashlib.sha256(src.raw).hexdigest())
     # valid key by key; now whether the whole can still raise, clear and sound every alarm
     incoherent = problems_of(config, src.report.lines, src.data, src.report.file)

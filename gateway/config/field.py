@@ -11,6 +11,7 @@ from .paths import resolve
 from .problems import suggest
 from .profiles import ProfileLibrary
 from .schema import BAUDRATES, BUS_TYPES, BYTESIZES, KEYS, MODBUS_BUSES, PARITIES, RANGES, STOPBITS
+from .contacts import contact_fields
 from .tables import Table, is_int, named_tables, array_tables, table_at
 
 # The id goes into MQTT topics and event ids ("<id>/<seq>"): no '/', '+', '#' or spaces.
@@ -55,6 +56,10 @@ def build_buses(top: Table) -> dict[str, Bus | None]:
             for key in _SERIAL_ONLY:
                 if key in t:
                     t.problem(key, "only for rtu and serial buses")
+        elif typ == "gpio":  # dry contacts on BCM pins: no port; the pins are the sensors' (config/contacts.py)
+            for key in ("port", "host") + _SERIAL_ONLY:
+                if key in t:
+                    t.problem(key, "not for a gpio bus (its sensors name their pins)")
         elif typ in ("rtu", "serial"):
             if "port" not in t:
                 t.problem("port", 'is required: a device or pyserial URL, e.g. "/dev/ttyAMA0"')
@@ -73,7 +78,7 @@ def build_buses(top: Table) -> dict[str, Bus | None]:
                   timeout_s=float(t.number("timeout_s", 0.3, gt=0, le=10)),
                   retries=t.integer("retries", 1, ge=0, le=5),
                   backoff_max_s=float(t.number("backoff_max_s", 30.0, within=RANGES["buses.NAME"]["backoff_max_s"])))
-        valid = typ is not None and port is not None and (typ != "tcp" or host is not None)
+        valid = typ is not None and (port is not None or typ == "gpio") and (typ != "tcp" or host is not None)
         buses[name] = bus if valid and len(t.report.problems) == count else None
     return buses
 
@@ -128,16 +133,18 @@ def build_sensors(top: Table, buses: dict[str, Bus | None], library: ProfileLibr
                         timeout_s=_float(t.number("timeout_s", None, gt=0, le=10)),
                         retries=t.integer("retries", None, ge=0, le=5),
                         stale_after_s=_float(t.number("stale_after_s", None, within=RANGES["sensors"]["stale_after_s"])),
-                        stale_after=t.integer("stale_after", 3, ge=1, le=1000))
+                        stale_after=t.integer("stale_after", 3, ge=1, le=1000),
+                        place=t.text("place"), **contact_fields(t, bus, profile))
         if name and len(t.report.problems) == count and bus and profile:
             sensors[name] = sensor
     return sensors, set(named)
 
 
 def _unit(t: Table, bus: Bus | None) -> int | None:
-    if bus is not None and bus.type == "serial":
+    if bus is not None and bus.type in ("serial", "gpio"):
         if "unit" in t:
-            t.problem("unit", "not allowed on a serial bus (a serial sensor has no Modbus unit id)")
+            what = "a serial sensor" if bus.type == "serial" else "a contact on a pin"
+            t.problem("unit", f"not allowed on a {bus.type} bus ({what} has no Modbus unit id)")
         return None
     if bus is not None and "unit" not in t:
         t.problem("unit", f"is required on a {bus.type} bus: the Modbus unit id, 1..247")

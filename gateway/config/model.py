@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 LEVELS = ("blue", "yellow", "orange", "red")  # national four-colour scale, IV..I
-BUS_TYPES = ("rtu", "tcp", "serial")
+BUS_TYPES = ("rtu", "tcp", "serial", "gpio")  # gpio: dry contacts on BCM pins (gateway/acquire/contacts.py)
 DEFAULT_DATA_DIR = "/var/lib/community-gateway"
 DEFAULT_CONFIG_PATH = "/etc/community-gateway/gateway.toml"
 
@@ -24,7 +24,7 @@ class GatewaySection:
 class Bus:
     name: str
     type: str  # rtu | tcp | serial
-    port: str | int  # rtu/serial: device path or pyserial URL; tcp: TCP port number
+    port: str | int | None  # rtu/serial: device path or pyserial URL; tcp: TCP port number; gpio: None
     host: str | None = None  # tcp only
     baudrate: int = 9600
     parity: str = "N"  # N | E | O  (cheap sensors ship 8N1)
@@ -41,8 +41,8 @@ class Point:
     name: str
     unit: str = ""
     register: int | None = None  # Modbus start address (0-based, as on the wire)
-    function: int = 3  # 3 holding, 4 input
-    type: str = "u16"  # u16 i16 u32 i32 f32 bits
+    function: int = 3  # 1 coil, 2 discrete input (type "bit"), 3 holding, 4 input
+    type: str = "u16"  # u16 i16 u32 i32 f32 bits bit
     word_order: str = "ABCD"  # ABCD (big-endian words) or CDAB (low word first)
     scale: float = 1.0  # value = raw * scale / 10**decimals + offset
     offset: float = 0.0
@@ -82,6 +82,11 @@ class Sensor:
     retries: int | None = None  # None: the bus's retries
     stale_after_s: float | None = None  # None: `stale_after` polls (gateway.acquire.quality.stale_limits)
     stale_after: int = 3  # polls without a reading before a point is stale
+    place: str | None = None  # spoken as {place} in voice messages; None: the sensor's name
+    pin: int | None = None  # gpio bus: the BCM pin of the dry contact
+    active_low: bool = True  # gpio bus: the contact closes to ground (internal pull-up)
+    pull_up: bool = True  # gpio bus: the pin's internal resistor (False: pull-down)
+    debounce_ms: int = 50  # gpio bus: a level must hold this long to count
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,9 @@ class Rule:
     drop: RateSpec | None = None
     latch: bool = False  # stays active until acknowledged (smoke)
     sound: tuple[str, ...] = ()  # output names
+    say: dict[str, str] = field(default_factory=dict)  # level -> message (placeholders resolved but {value})
+    say_clip: dict[str, str] = field(default_factory=dict)  # level -> a recorded WAV replacing the synthesis
+    say_clear: str | None = None  # spoken once when the alarm clears
 
     @property
     def name(self) -> str:
@@ -130,10 +138,14 @@ PATTERNS = {
 @dataclass(frozen=True)
 class Output:
     name: str
-    pin: int  # BCM
+    pin: int | None  # BCM; None for a voice or Modbus output
     active_low: bool = True  # most Pi relay boards
     pattern: dict[str, Pattern] = field(default_factory=dict)  # level -> pattern; levels absent stay off
     max_on_s: float = 600.0  # auto-silence after this long
+    kind: str = "relay"  # relay | modbus | voice
+    area: str | None = None  # outputs of one area start and stop together; siren and voice alternate
+    voice: "VoiceSpec | None" = None  # kind = "voice"
+    modbus: "ModbusWrite | None" = None  # kind = "modbus"
 
 
 @dataclass(frozen=True)
@@ -201,4 +213,45 @@ class Config:
     uplink: Uplink | None = None
     outbox: Outbox = field(default_factory=Outbox)
     commands: Commands | None = None
+    areas: dict[str, "Area"] = field(default_factory=dict)
     text_hash: str = ""  # sha256 of the file, reported in the birth message
+
+
+# -- voice and Modbus outputs, areas (issue 13) -----------------------------------------
+VOICE_PATTERNS = {
+    "repeat": Pattern("repeat"),  # the message in every voice slot while the alarm sounds
+    "once": Pattern("once"),  # the message in the first voice slot only
+}
+
+
+@dataclass(frozen=True)
+class VoiceSpec:
+    backend: str  # alsa | syn6288 | sim
+    device: str = "default"  # alsa: the ALSA PCM (aplay -D)
+    voice: str = "cmn"  # alsa: the espeak-ng voice (Mandarin)
+    speed: int = 150  # alsa: espeak-ng words per minute
+    port: str | None = None  # syn6288: serial port or pyserial URL
+    baudrate: int = 9600  # syn6288
+    record: str | None = None  # sim: JSON lines file of what was said
+
+
+@dataclass(frozen=True)
+class ModbusWrite:
+    bus: str
+    unit: int
+    coil: int | None = None  # FC05, read back with FC01
+    register: int | None = None  # FC06 (FC16 with multiple_write), read back with FC03
+    on_value: int = 1  # register: the value written for ON
+    off_value: int = 0
+    multiple_write: bool = False  # register: FC16 instead of FC06 (modules that only take FC16)
+    timeout_s: float = 0.3
+    retry_s: float = 1.0  # a write the device did not confirm is tried again this often
+
+
+@dataclass(frozen=True)
+class Area:
+    """GB 50116-2013 §4.8: one siren burst of burst_s, then `messages` voice slots of message_s."""
+    name: str
+    burst_s: float = 10.0  # 8..20
+    messages: int = 1  # 1..2
+    message_s: float = 10.0  # 10..30

@@ -10,7 +10,7 @@ from gateway.config.model import LEVELS, PATTERNS, Gpio, Input, Output, Pattern
 
 from .paths import resolve
 from .problems import suggest
-from .schema import BCM_PINS, GPIO_BACKENDS, INPUT_ACTIONS, KEYS, RANGES
+from .schema import BCM_PINS, GPIO_BACKENDS, INPUT_ACTIONS, KEYS, OUTPUT_KINDS, RANGES
 from .tables import Table, is_int, named_tables, shown, table_at
 
 _LEVEL_LIST = ", ".join(LEVELS)
@@ -29,18 +29,37 @@ def build_gpio(top: Table, base: Path) -> Gpio:
     return Gpio(backend=backend, record=record and resolve(base, record))
 
 
-def build_outputs(top: Table, pins: dict[int, str]) -> dict[str, Output]:
+def build_outputs(top: Table, pins: dict[int, str], buses: dict | None = None,
+                  base: Path | None = None) -> dict[str, Output]:
+    from .voice import build_kind_output
+
     outputs = {}
     for name, t in named_tables(top, "outputs"):
         count = len(t.report.problems)
         t.check_keys(KEYS["outputs.NAME"])
+        kind = t.text("kind", "relay", choices=OUTPUT_KINDS)
+        if kind in ("voice", "modbus"):  # voice and Modbus outputs: gateway/config/voice.py
+            output = build_kind_output(t, name, kind, buses or {}, base or Path("."))
+            if len(t.report.problems) == count:
+                outputs[name] = output
+            continue
+        for key in t.data:
+            if key not in KEYS["outputs.NAME"][:6]:  # the relay's own keys, kind and area
+                t.problem(key, 'only for kind = "voice" or "modbus"')
         pin = _pin(t, f"outputs.{name}", pins)
         pattern = _patterns(t)
         output = Output(name=name, pin=pin, active_low=t.flag("active_low", True), pattern=pattern,
-                        max_on_s=float(t.number("max_on_s", 600.0, within=RANGES["outputs.NAME"]["max_on_s"])))
+                        max_on_s=float(t.number("max_on_s", 600.0, within=RANGES["outputs.NAME"]["max_on_s"])),
+                        area=_area(t))
         if len(t.report.problems) == count:
             outputs[name] = output
     return outputs
+
+
+def _area(t: Table) -> str | None:
+    from .voice import _area_name
+
+    return _area_name(t)
 
 
 def build_inputs(top: Table, pins: dict[int, str]) -> dict[str, Input]:

@@ -129,7 +129,12 @@ def _point(t: Table, kind: str | None, frame: str | None, groups: set | None) ->
             for key in keys:
                 if key in t:
                     t.problem(key, f'only for kind = "{other}"')
-    typ = t.text("type", "u16", choices=POINT_TYPES)
+    bit_fc = t.data.get("function") in (1, 2)
+    typ = t.text("type", "bit" if bit_fc else "u16", choices=POINT_TYPES)
+    if bit_fc != (typ == "bit"):  # a coil or a discrete input is one bit, a register is not
+        t.problem("type", 'type = "bit" goes with function = 1 (coil) or 2 (discrete input), and only with them')
+    if bit_fc and ("decimals_register" in t or "unit_register" in t):
+        t.problem("function", "a coil or discrete input has no decimals_register or unit_register")
     register = decimals = unit_reg = field = None
     if kind == "modbus":
         register = t.integer("register", required=True, ge=0, le=65535)

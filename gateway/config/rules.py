@@ -4,6 +4,8 @@ they are rejected rather than sorted."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from gateway.config.model import LEVELS, RateSpec, Rule, Sensor
 
 from .problems import suggest
@@ -15,7 +17,10 @@ _LEVEL_LIST = ", ".join(LEVELS)
 
 
 def build_rules(top: Table, sensors: dict[str, Sensor], sensor_names: set[str],
-                outputs: list[str]) -> tuple[Rule, ...]:
+                outputs: list[str], base: Path | None = None) -> tuple[Rule, ...]:
+    from .voice import say_fields
+
+    base = base or Path(".")
     rules, first_line = [], {}
     for t in array_tables(top, "rules"):
         count = len(t.report.problems)
@@ -50,7 +55,8 @@ def build_rules(top: Table, sensors: dict[str, Sensor], sensor_names: set[str],
                     hysteresis=float(t.number("hysteresis", 0.0, ge=0)),
                     debounce_s=float(t.number("debounce_s", 0.0, within=RANGES["rules"]["debounce_s"])),
                     rise=_rate(t, "rise"), drop=_rate(t, "drop"),
-                    latch=t.flag("latch", False), sound=sound)
+                    latch=t.flag("latch", False), sound=sound,
+                    **say_fields(t, sensors.get(sensor), base))
         if len(t.report.problems) == count:
             rules.append(rule)
     return tuple(rules)

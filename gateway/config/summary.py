@@ -4,6 +4,7 @@ the technician sees what the gateway understood, not just that it parsed."""
 from __future__ import annotations
 
 from gateway.config.model import LEVELS, Bus, Config, Rule
+from .voice import areas_summary, output_where
 
 
 def summary(cfg: Config) -> str:
@@ -14,7 +15,7 @@ def summary(cfg: Config) -> str:
     for bus in cfg.buses.values():
         out.append(f"  {bus.name:<14} {_bus(bus)}")
         for s in (s for s in cfg.sensors.values() if s.bus == bus.name):
-            where = f"unit {s.unit:<3}" if s.unit is not None else "        "
+            where = f"unit {s.unit:<3}" if s.unit is not None else f"BCM {s.pin:<4}" if s.pin is not None else "        "
             points = ", ".join(f"{p.name}" + (f" [{p.unit}]" if p.unit else "") for p in s.profile.points)
             out.append(f"    {s.name:<20} {where} every {s.poll_s:g} s  {s.profile.name}: {points}")
     out.append(f"rules ({len(cfg.rules)}):" if cfg.rules else "rules: none")
@@ -25,11 +26,14 @@ def summary(cfg: Config) -> str:
     for o in cfg.outputs.values():
         patterns = ", ".join(f"{level} {o.pattern[level].name}" for level in LEVELS if level in o.pattern)
         low = "active-low" if o.active_low else "active-high"
-        out.append(f"  {o.name:<20} BCM {o.pin:<2} {low:<11} {patterns}; off after {o.max_on_s:g} s")
+        where = f"BCM {o.pin:<2} {low:<11}" if o.kind == "relay" else output_where(o)
+        area = f" (area {o.area})" if o.area else ""
+        out.append(f"  {o.name:<20} {where} {patterns}; off after {o.max_on_s:g} s{area}")
     if cfg.inputs:
         out.append("inputs:")
     for i in cfg.inputs.values():
         out.append(f"  {i.name:<20} BCM {i.pin:<2} {i.action}")
+    out += areas_summary(cfg)
     out.append(f"uplink    {_uplink(cfg)}")
     if cfg.commands is not None:
         out.append(f"commands  {len(cfg.commands.platform_keys)} platform key(s)")
@@ -37,6 +41,8 @@ def summary(cfg: Config) -> str:
 
 
 def _bus(bus: Bus) -> str:
+    if bus.type == "gpio":
+        return "gpio    dry contacts on BCM pins"
     if bus.type == "tcp":
         where = f"tcp     {bus.host}:{bus.port}"
     else:

@@ -80,5 +80,12 @@ def handlers(daemon):
                 if not stream(ev):
                     return
 
+    def drill(args):
+        """`gateway drill start|stop`: gateway/act/operator.py."""
+        by = str(args.get("by", "cli"))
+        if args.get("action") == "stop":
+            return {"stopped": operator.drill_stop(daemon.safety, by, COMMAND_TIMEOUT_S)}
+        return operator.drill_start(daemon.safety, args.get("area"), args.get("minutes"), by, COMMAND_TIMEOUT_S)
+
     return ({"status": status, "read": read, "silence": silence, "ack": ack, "siren_test": siren_test,
-             "reload": reload, "history": history}, {"events": events})
+             "reload": reload, "history": history, "drill": drill}, {"events": events})

@@ -20,4 +20,6 @@ def event_of(t: Transition) -> tuple[str, dict]:
         fields["by"] = t.by
     if t.cause:
         fields["cause"] = t.cause
+    if t.rule == "drill":  # gateway/act/drill.py: the drill's own alarm, never a sensor's
+        fields["drill"] = True
     return "alarm", fields

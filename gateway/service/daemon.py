@@ -56,6 +56,9 @@ class Daemon:
         self.recorder = Recorder(None, TelemetryAggregator(ob.telemetry_period_s, ob.deadband),
                                  status_period_s=ob.status_period_s,
                                  commit_s=min(ob.commit_s, ob.telemetry_period_s, ob.status_period_s))
+        self.outlets: dict = {}  # voice and Modbus output workers (gateway/act/outlets.py)
+        self._writes: dict = {}  # bus -> OutputWrites of its Modbus outputs
+        self._outlet_cfg = cfg  # the config the outlets were built from (a failed reload keeps the old ones)
         self._stop = threading.Event()
         self.request_reload = None  # set by run_daemon: callable(new_config)
         self.on_command = None  # set by run_daemon: callable(name, payload) from the uplink thread
@@ -93,7 +96,12 @@ class Daemon:
             self._gpio = open_gpio(cfg.gpio)
         # Sirens first: what was sounding before a crash sounds again before anything touches the
         # outbox (an SD card that is slow to recover its WAL must not delay a restored siren).
-        self.safety = SafetyLoop(SafetyCore.from_config(cfg, self._gpio),
+        from gateway.act.outlets import modbus_outlets, start_voice_workers
+
+        self.outlets.update(start_voice_workers(cfg, self._on_output_problem))
+        modbus, self._writes = modbus_outlets(cfg, self._on_output_problem)
+        self.outlets.update(modbus)
+        self.safety = SafetyLoop(SafetyCore.from_config(cfg, self._gpio, self.outlets),
                                  on_transition=self._on_transition, on_state=self.state_file.save,
                                  tick_s=SAFETY_TICK_S)
         self.safety.start()
@@ -126,10 +134,29 @@ class Daemon:
         else:
             self.state_file.load()
             self.state_file.reserve()
+        # The voice and Modbus outputs of the new config: a voice worker whose output did not change
+        # is adopted (taken out of old.outlets), the rest start here; old.stop stops what is left
+        # there once the loop drives the new ones. The Modbus writes are new queues for the new bus
+        # loops (the old loops are stopped), and what the new config took away is written OFF.
+        from gateway.act.outlets import modbus_outlets, release_removed_modbus, start_voice_workers
+
+        left = dict(old.outlets)
+        self.outlets = start_voice_workers(self.cfg, self._on_output_problem, adopt=(old._outlet_cfg, left))
+        modbus, self._writes = modbus_outlets(self.cfg, self._on_output_problem)
+        self.outlets.update(modbus)
+        for stranded in release_removed_modbus(old._outlet_cfg, self.cfg, self._writes, self._on_output_problem):
+            log.error("reload: Modbus output %s", stranded)
         try:
             old.safety.reconfigure(self.cfg, on_transition=self._on_transition,
-                                   on_state=self.state_file.save).result(10)
+                                   on_state=self.state_file.save, outlets=self.outlets).result(10)
         except BaseException as e:
+            # The loop still drives the old outlets: they stay, with the loop, for the next taker;
+            # the workers started for the new config go.
+            for name, worker in self.outlets.items():
+                if worker is not old.outlets.get(name):
+                    worker.stop(2.0)
+            self.outlets, self._writes, self._outlet_cfg = old.outlets, old._writes, old._outlet_cfg
+            old.outlets, old._writes = {}, {}
             old.stop(reloading=True)  # whoever adopts the loop next opens the outbox again
             if isinstance(e, TimeoutError):
                 raise GatewayError("the safety loop did not take the new configuration within 10 s") from None
@@ -137,6 +164,14 @@ class Daemon:
         finally:
             # The loop is ours now, whatever happened: a failed start leaves it for the next taker.
             self.safety, old.safety, old._gpio = old.safety, None, None
+        # Not adopted: hushed now (one voice per loudspeaker: the loop drives the new workers),
+        # joined and closed by old.stop.
+        from gateway.act.voice import Hush, VoiceWorker
+
+        for worker in left.values():
+            if isinstance(worker, VoiceWorker):
+                worker.put(Hush("reload", time.monotonic()))
+        old.outlets = left
         # Transitions from now on reach this daemon (in its Recorder's lanes until its outbox opens).
         self._start_acquisition()
         old.stop(reloading=True)
@@ -169,7 +204,7 @@ class Daemon:
 
     def _start_acquisition(self) -> None:
         self._quality = QualityWatch({(r.sensor, r.point) for r in self.cfg.rules})
-        self.acquisition = Acquisition(self.cfg, self._on_reading)
+        self.acquisition = Acquisition(self.cfg, self._on_reading, writes=self._writes, gpio=self._gpio)
         self.acquisition.start()
 
     def _open_outbox(self) -> None:
@@ -258,6 +293,13 @@ class Daemon:
         type_, fields = event_of(t)
         self._record(type_, fields, t.ts)
 
+    def _on_output_problem(self, output: str, text: str | None) -> None:
+        """A voice or Modbus output failed (or works again): a fault event. Its worker's thread."""
+        kind = self.cfg.outputs[output].kind if output in self.cfg.outputs else "output"
+        fields = {"component": "output", "output": output, "state": "fault" if text else "recovered",
+                  "reason": kind, "detail": text or "working again"}
+        self._record("fault", fields, time.time())
+
     def _supervise(self) -> None:
         while not self._stop.wait(SUPERVISE_S):
             now = time.monotonic()
@@ -304,12 +346,18 @@ class Daemon:
         `reloading`: the safety loop and the GPIO stay up for the next daemon to take over."""
         if not reloading and not self._stop.is_set() and self.watchdog:
             self.watchdog.stopping()
+        if self._writes and self.safety and not reloading:
+            self.safety.stop()  # its outputs-off reaches the Modbus outputs while their bus loops still run
         self.stop_inputs(reloading)
         # A clean stop must not forget what was sounding: the state file is left as it is so the
         # next start sounds it again (a stop is not an acknowledgement).
         if self.safety and not reloading:
             self.safety.stop()
             self.safety = None
+        if self.safety is None:  # a loop kept for the next taker keeps driving its outlets
+            for worker in self.outlets.values():
+                worker.stop(2.0)  # a hung backend is left behind (daemon thread), never waited for long
+            self.outlets = {}
         self._stop_records()
         if self._gpio is not None and self.safety is None:
             cleanup = getattr(self._gpio, "cleanup", None)

@@ -56,7 +56,7 @@ def daemon_status(d) -> dict:
         "alarms": [_alarm(a, cfg, wall) for a in safety.get("alarms", [])],
         "sensors": sensors,
         "faults": _faults(d, sensors),
-        "outputs": {n: _output(o, now) for n, o in safety.get("outputs", {}).items()},
+        "outputs": {n: _output(o, now) for n, o in _with_workers(safety.get("outputs", {}), d.outlets).items()},
         "points": safety.get("points", {}),  # what the alarm book cannot see: fault or stale
         "bus_restarts": d.acquisition.restarts() if d.acquisition else {},
         "devices": {n: s.as_dict() for n, s in d.acquisition.stats().items()} if d.acquisition else {},
@@ -65,8 +65,16 @@ def daemon_status(d) -> dict:
         "recorder": d.recorder.stats(), "alarm_state": d.state_file.stats(),
         "watchdog_stale": [n for n, _ in d.watchdog.stale()] if d.watchdog else [],
     }
+    if safety.get("drill"):  # gateway/act/drill.py
+        st["drill"] = safety["drill"]
     st["verdict"] = verdict(st, wall)
     return st
+
+
+def _with_workers(outputs: dict, workers: dict) -> dict:
+    """The safety loop's output status, with what each voice/Modbus worker knows now (a backend's
+    problem appears on the worker's thread, after the loop published its copy)."""
+    return {name: dict(st, **workers[name].status()) if name in workers else st for name, st in outputs.items()}
 
 
 def _sensors(d, now: float) -> list[dict]:

@@ -1,8 +1,9 @@
 """`make demo`: a flood in a simulated garage, with no hardware and no broker.
 
 Starts `gateway sim --scenario flood` in a child process, runs the daemon against it here, and
-prints the readings, the alarm transitions and the siren relay as they happen, until the water
-has come and gone (about a minute at the default speed)."""
+prints the readings, the alarm transitions, the siren relay and each spoken message (clips rendered
+by espeak-ng under var/demo/voice/) as they happen, until the water has come and gone (about a
+minute at the default speed): siren bursts alternating with the messages, GB 50116-2013 §4.8."""
 
 from __future__ import annotations
 
@@ -74,6 +75,40 @@ def refusal(cfg) -> str | None:
                 f"running (find it with: ss -ltnp | grep -E ':(" + "|".join(str(p) for _, p in demo_ports(cfg))
                 + ")'); stop it first")
     return None
+def _print_status(d) -> None:
+    st = d.status()
+    level = next((s for s in st["sensors"] if s["point"] == "level"), None)
+    siren = st["outputs"].get("garage-siren", {})
+    alarms = ", ".join(f"{a['id']}={a['level']}" for a in st["alarms"]) or "none"
+    if level:
+        print(f"  reading: garage water {level['value']} cm ({level['quality']})  "
+              f"siren {'ON' if siren.get('on') else 'off'}  alarms: {alarms}", flush=True)
+
+
+class _Watch:
+    """Prints the siren's edges and the voice's messages, with the time since the demo began."""
+
+    def __init__(self, daemon, start: float):
+        self.d, self.start = daemon, start
+        self.siren_on = False
+        self.spoken = 0
+
+    def print_changes(self) -> None:
+        on = self.d.safety.status()["outputs"].get("garage-siren", {}).get("on", False)
+        if on != self.siren_on:
+            self.siren_on = on
+            print(f"  +{time.monotonic() - self.start:5.1f} s  siren garage-siren {'ON' if on else 'off'}", flush=True)
+        worker = self.d.outlets.get("garage-voice")
+        if worker is None:
+            return
+        if worker.spoken > self.spoken:
+            fresh = list(worker.started)[-(worker.spoken - self.spoken):]
+            self.spoken = worker.spoken
+            for asked, _, text in fresh:
+                print(f"  +{asked - self.start:5.1f} s  voice garage-voice: {text}", flush=True)
+        if worker.problem and worker.problem != getattr(self, "_problem", None):
+            self._problem = worker.problem
+            print(f"  voice garage-voice FAULT: {worker.problem}", flush=True)
 
 
 def main() -> int:
@@ -92,21 +127,23 @@ def main() -> int:
     from gateway.service.daemon import Daemon
 
     print(f"demo: flood scenario at {SPEED:g}x, {DURATION_S:.0f} s; garage-siren is BCM 17 (active-low), "
-          f"pin changes recorded to {cfg.gpio.record}", flush=True)
+          f"pin changes recorded to {cfg.gpio.record}; spoken clips in "
+          f"{os.path.join(cfg.gateway.data_dir, 'voice')}", flush=True)
     d = None
     try:
         _wait_listening(cfg)
         d = Daemon(cfg).start()
-        end = time.monotonic() + DURATION_S
+        start = time.monotonic()
+        end = start + DURATION_S
+        next_status = start + 5
+        watch = _Watch(d, start)
         while time.monotonic() < end:
-            time.sleep(5)
-            st = d.status()
-            level = next((s for s in st["sensors"] if s["point"] == "level"), None)
-            siren = st["outputs"].get("garage-siren", {})
-            alarms = ", ".join(f"{a['id']}={a['level']}" for a in st["alarms"]) or "none"
-            if level:
-                print(f"  reading: garage water {level['value']} cm ({level['quality']})  "
-                      f"siren {'ON' if siren.get('on') else 'off'}  alarms: {alarms}", flush=True)
+            time.sleep(0.1)
+            watch.print_changes()
+            if time.monotonic() >= next_status:
+                next_status += 5
+                _print_status(d)
+        _print_status(d)  # how the story ends
     except KeyboardInterrupt:
         pass
     finally:

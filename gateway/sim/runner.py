@@ -48,6 +48,10 @@ class Simulation:
             on_bus = [s for s in self.sensors if s.bus == bus.name]
             if not on_bus:
                 continue
+            if bus.type == "gpio":  # a pin is not a port another process can serve: the daemon's sim GPIO is
+                log.info("bus %s: dry contacts on GPIO pins are not served here (drive the sim GPIO's "
+                         "inputs, or wire the contact to a Modbus DI module)", bus.name)
+                continue
             if bus.type == "tcp":
                 sim = SimBus.tcp(bus.host, int(bus.port))
             elif bus.type == "rtu":
@@ -86,7 +90,9 @@ class Simulation:
                 self._set_behaviour(s.name, st.behaviour, lambda b: em.behave("silent" if b == "dead" else
                                                                               "noise" if b == "garbage" else b))
                 continue
-            sim = self.buses[s.bus]
+            sim = self.buses.get(s.bus)
+            if sim is None:  # a gpio contact
+                continue
             for point, value in st.values.items():
                 sim.set_value(s.unit, point, value)
             self._set_behaviour(s.name, st.behaviour, lambda b, s=s, sim=sim: sim.behave(s.unit, b))
