@@ -216,7 +216,7 @@ def test_a_config_push_is_written_under_the_units_sandbox(running, broker, tmp_p
     before = conf.read_text()
     pushed = before.replace(f"port = {broker.port}\n", f"port = {broker.port}\nkeepalive_s = 40\n")
     replies = push(running, broker, tmp_path, pushed)
-    assert replies[0]["ok"] is True and replies[0]["result"]["state"] == "applying", replies
+    assert replies[0]["ok"] is True and replies[0]["result"].get("state") == "applying", replies
     assert replies[-1]["ok"] is True and replies[-1]["result"]["outcome"] == "applied", replies
     assert conf.read_text() == pushed
     assert (conf.parent / "gateway.toml.previous").read_text() == before
