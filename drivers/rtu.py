@@ -12,7 +12,8 @@ or its exception, byte count against the request, CRC, and nothing left over: by
 come before the line has been quiet for t3.5 after the frame belong to it, and make it a
 `trailing` fault. After any fault but a well-formed exception the line is flushed until it
 has been quiet for t3.5 (at most FLUSH_MAX_S), so a unit still trickling a late answer
-cannot garble the next unit's reply."""
+cannot garble the next unit's reply; the one exception is a timeout followed by a retry to
+the same unit: no byte came to swallow, and a late answer is the repeated request's."""
 
 from __future__ import annotations
 
@@ -147,21 +148,26 @@ class RtuLink:
             raise BusError(f"bus {self.name}: serial port {self.port} is not open")
         request = read_request(unit, function, address, count)
         faults: list[DeviceFault] = []
-        for _ in range(1 + max(0, retries)):
+        tries = 1 + max(0, retries)
+        for attempt in range(tries):
             try:
                 try:
                     return self._transact(request, unit, function, count, timeout)
                 except DeviceFault as fault:
                     if fault.reason == "exception":
                         raise  # the device answered on purpose: asking again changes nothing
-                    self._flush()
                     faults.append(fault)
+                    if fault.reason != "timeout" or attempt == tries - 1:
+                        self._flush()
+                    # else: not a byte came, so there is nothing to swallow; a slow unit's late answer
+                    # is the answer to the very request the retry repeats, checked whole like any
+                    # other. A flush here threw it away, and the retry then waited a full timeout.
             except _PORT_ERRORS as e:
                 self.close()
                 raise BusError(f"bus {self.name}: serial port {self.port} failed: {e}") from e
         last = faults[-1]
-        tries = ", ".join(f.reason for f in faults)
-        raise DeviceFault(last.reason, f"unit {unit}: {last.detail} (tries: {tries})")
+        reasons = ", ".join(f.reason for f in faults)
+        raise DeviceFault(last.reason, f"unit {unit}: {last.detail} (tries: {reasons})")
 
     def _transact(self, request: bytes, unit: int, function: int, count: int,
                   timeout: float) -> list[int]:
