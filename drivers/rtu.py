@@ -5,7 +5,8 @@ pymodbus builds the request, checks the CRC and decodes the reply PDU; the seria
 ours. pymodbus's sync serial client polls `in_waiting` with sleeps and waits an extra
 interval after the last byte, which costs a large share of a 9600-baud transaction.
 Here the reply length is known from its first three bytes (FC03/04: 5 + 2N, exception:
-5), so we read the header, then exactly the rest, against one deadline per try.
+5), so we read the header, then exactly the rest, against one deadline per try (or the
+rest's own wire time, when the header came just before it).
 
 A frame is checked whole (Modbus over Serial Line V1.02 §2.5.1, §2.5.1.1): unit, function
 or its exception, byte count against the request, CRC, and nothing left over: bytes that
@@ -201,7 +202,7 @@ class RtuLink:
         if len(head) < 3:
             raise DeviceFault("short", f"reply cut off: {head.hex(' ')}")
         if head[1] == function | 0x80:
-            frame = head + self._read_exact(2, deadline)
+            frame = head + self._read_exact(2, self._rest_deadline(2, deadline))
             if len(frame) < 5:
                 raise DeviceFault("short", f"exception reply cut off: {frame.hex(' ')}")
             if not crc_ok(frame):
@@ -212,7 +213,7 @@ class RtuLink:
             raise DeviceFault("function", f"reply function {head[1]} to a function {function} request: "
                                           f"{self._drain_hex(head, deadline)}")
         nbytes = head[2]
-        frame = head + self._read_exact(nbytes + 2, deadline)
+        frame = head + self._read_exact(nbytes + 2, self._rest_deadline(nbytes + 2, deadline))
         if len(frame) < nbytes + 5:
             raise DeviceFault("short", f"reply cut off: {len(frame)} of {nbytes + 5} bytes")
         if not crc_ok(frame):
@@ -224,6 +225,14 @@ class RtuLink:
         if pdu is None or len(pdu.registers) != count:
             raise DeviceFault("garbage", f"undecodable reply {frame.hex(' ')}")
         return list(pdu.registers)
+
+    def _rest_deadline(self, n: int, deadline: float) -> float:
+        """When the n bytes after a frame's head must have come. The try's deadline allows for a reply
+        starting within the slave's timeout; one that started later but before the deadline still
+        comes whole within its own wire time (plus the quiet a flush waits for, for a USB adapter's
+        bursts), and cutting it off as `short` would throw away an answer already on the wire."""
+        return max(deadline, self._last_rx + wire_time_s(n, self.baudrate, self.char_bits)
+                   + max(self.gap_s, FLUSH_QUIET_MIN_S))
 
     def _read_exact(self, n: int, deadline: float) -> bytes:
         """Up to n bytes, returning early only when the deadline passes."""

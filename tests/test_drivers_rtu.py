@@ -149,6 +149,21 @@ def test_a_late_answer_after_the_last_try_is_not_read_as_the_next_units(link, pe
     t.join(2)
 
 
+def test_a_reply_begun_before_the_deadline_is_read_whole(link, peer):
+    # A slow unit starts answering just before the deadline and the rest of its frame is on the wire
+    # when the deadline passes (on a pty: already in the buffer). It is not cut off as 'short': once the
+    # head has come, the rest has its own wire time, plus the quiet a flush waits for.
+    def head_then_rest(req):
+        time.sleep(_deadline_s(0.2) - 0.006)
+        peer.port.write(bytes.fromhex("1A 03 02"))
+        peer.port.flush()
+        time.sleep(0.010)
+        return bytes.fromhex("00 01 1D 86")
+    t = peer.serve(1, head_then_rest)
+    assert link.read_registers(0x1A, 3, 0, 1, timeout=0.2, retries=0) == [1]
+    t.join(2)
+
+
 @pytest.mark.parametrize("reply, reason", [
     (bytes.fromhex("1A 03 04 00 01"), "short"),  # announced 4 bytes, sent 2 then silence
     (bytes.fromhex("1A 06 02 00 01 00 00"), "function"),  # wrong function
