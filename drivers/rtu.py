@@ -5,14 +5,16 @@ pymodbus builds the request, checks the CRC and decodes the reply PDU; the seria
 ours. pymodbus's sync serial client polls `in_waiting` with sleeps and waits an extra
 interval after the last byte, which costs a large share of a 9600-baud transaction.
 Here the reply length is known from its first three bytes (FC03/04: 5 + 2N, exception:
-5), so we read the header, then exactly the rest, against one deadline per try.
+5), so we read the header, then exactly the rest, against one deadline per try (or the
+rest's own wire time, when the header came just before it).
 
 A frame is checked whole (Modbus over Serial Line V1.02 §2.5.1, §2.5.1.1): unit, function
 or its exception, byte count against the request, CRC, and nothing left over: bytes that
 come before the line has been quiet for t3.5 after the frame belong to it, and make it a
 `trailing` fault. After any fault but a well-formed exception the line is flushed until it
 has been quiet for t3.5 (at most FLUSH_MAX_S), so a unit still trickling a late answer
-cannot garble the next unit's reply."""
+cannot garble the next unit's reply; the one exception is a timeout followed by a retry to
+the same unit: no byte came to swallow, and a late answer is the repeated request's."""
 
 from __future__ import annotations
 
@@ -152,21 +154,26 @@ class RtuLink(ExchangeBits):
             raise BusError(f"bus {self.name}: serial port {self.port} is not open")
         request = read_request(unit, function, address, count)
         faults: list[DeviceFault] = []
-        for _ in range(1 + max(0, retries)):
+        tries = 1 + max(0, retries)
+        for attempt in range(tries):
             try:
                 try:
                     return self._transact(request, unit, function, count, timeout)
                 except DeviceFault as fault:
                     if fault.reason == "exception":
                         raise  # the device answered on purpose: asking again changes nothing
-                    self._flush()
                     faults.append(fault)
+                    if fault.reason != "timeout" or attempt == tries - 1:
+                        self._flush()
+                    # else: not a byte came, so there is nothing to swallow; a slow unit's late answer
+                    # is the answer to the very request the retry repeats, checked whole like any
+                    # other. A flush here threw it away, and the retry then waited a full timeout.
             except _PORT_ERRORS as e:
                 self.close()
                 raise BusError(f"bus {self.name}: serial port {self.port} failed: {e}") from e
         last = faults[-1]
-        tries = ", ".join(f.reason for f in faults)
-        raise DeviceFault(last.reason, f"unit {unit}: {last.detail} (tries: {tries})")
+        reasons = ", ".join(f.reason for f in faults)
+        raise DeviceFault(last.reason, f"unit {unit}: {last.detail} (tries: {reasons})")
 
     def exchange(self, unit: int, pdu: bytes, expected: int, reply_len, *, timeout: float,
                  retries: int) -> bytes:
@@ -239,7 +246,7 @@ class RtuLink(ExchangeBits):
         if len(head) < 3:
             raise DeviceFault("short", f"reply cut off: {head.hex(' ')}")
         if head[1] == function | 0x80:
-            frame = head + self._read_exact(2, deadline)
+            frame = head + self._read_exact(2, self._rest_deadline(2, deadline))
             if len(frame) < 5:
                 raise DeviceFault("short", f"exception reply cut off: {frame.hex(' ')}")
             if not crc_ok(frame):
@@ -250,13 +257,21 @@ class RtuLink(ExchangeBits):
             raise DeviceFault("function", f"reply function {head[1]} to a function {function} request: "
                                           f"{self._drain_hex(head, deadline)}")
         total = reply_len(head)
-        frame = head + self._read_exact(total - 3, deadline)
+        frame = head + self._read_exact(total - 3, self._rest_deadline(total - 3, deadline))
         if len(frame) < total:
             raise DeviceFault("short", f"reply cut off: {len(frame)} of {total} bytes")
         if not crc_ok(frame):
             raise DeviceFault("crc", f"bad CRC in reply {frame.hex(' ')}")
         self._check_nothing_left(frame)
         return frame
+
+    def _rest_deadline(self, n: int, deadline: float) -> float:
+        """When the n bytes after a frame's head must have come. The try's deadline allows for a reply
+        starting within the slave's timeout; one that started later but before the deadline still
+        comes whole within its own wire time (plus the quiet a flush waits for, for a USB adapter's
+        bursts), and cutting it off as `short` would throw away an answer already on the wire."""
+        return max(deadline, self._last_rx + wire_time_s(n, self.baudrate, self.char_bits)
+                   + max(self.gap_s, FLUSH_QUIET_MIN_S))
 
     def _read_exact(self, n: int, deadline: float) -> bytes:
         """Up to n bytes, returning early only when the deadline passes."""

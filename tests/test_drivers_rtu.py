@@ -11,7 +11,7 @@ import serial
 from pymodbus.framer import FramerRTU
 
 from drivers.modbus import open_link
-from drivers.rtu import RtuLink, crc_ok, frame_gap_s
+from drivers.rtu import RtuLink, crc_ok, frame_gap_s, wire_time_s
 from drivers.sim import SimBus
 from gateway.config.model import Bus
 from gateway.errors import BusError, ConfigError, DeviceFault
@@ -113,6 +113,55 @@ def test_waits_t35_between_frames_and_flushes_stale_input(link, peer):
     t.join(2)
     gap = peer.requests[1][0] - peer.replied_at[0]
     assert gap >= frame_gap_s(9600) * 0.9  # 4.0 ms of silence before the next frame
+
+
+def _deadline_s(timeout: float, count: int = 1) -> float:
+    """How long RtuLink waits for one try's answer: the slave's allowance plus both frames' wire time."""
+    return timeout + wire_time_s(8 + 5 + 2 * count, 9600)
+
+
+def test_a_late_answer_to_a_timed_out_try_is_the_retrys_answer(link, peer):
+    # A slow slave answers every request 8 ms after the master stopped waiting. The retry repeats the
+    # very same request, so the first answer, coming during the retry's wait, is its answer (checked
+    # whole like any other). Flushed away, it cost a second full timeout and a fault for the poll, and
+    # the slow unit's neighbours a third of their cadence (tests/faults/test_fault_sensors.py).
+    late = _deadline_s(0.2) + 0.008
+    t = peer.serve(2, lambda req: time.sleep(late) or bytes.fromhex("1A 03 02 00 01 1D 86"))
+    t0 = time.monotonic()
+    assert link.read_registers(0x1A, 3, 0, 1, timeout=0.2, retries=1) == [1]
+    assert time.monotonic() - t0 < 2 * _deadline_s(0.2)
+    t.join(2)
+    assert [r[:1] for _, r in peer.requests] == [b"\x1a", b"\x1a"]  # asked twice, answered by the first
+
+
+def test_a_late_answer_after_the_last_try_is_not_read_as_the_next_units(link, peer):
+    # The same slow answer after the last try: the line is flushed before the next unit is asked,
+    # so unit 1 gets its own answer, not a unit-id fault from unit 0x1A's.
+    late = _deadline_s(0.2) + 0.008
+    value_1 = bytes.fromhex("01 03 02 00 7B")
+    value_1 += FramerRTU.compute_CRC(value_1).to_bytes(2, "big")
+    t = peer.serve(2, lambda req: time.sleep(late) or bytes.fromhex("1A 03 02 00 01 1D 86")
+                   if req[0] == 0x1A else value_1)
+    with pytest.raises(DeviceFault) as err:
+        link.read_registers(0x1A, 3, 0, 1, timeout=0.2, retries=0)
+    assert err.value.reason == "timeout"
+    assert link.read_registers(1, 3, 4, 1, timeout=0.2, retries=0) == [123]
+    t.join(2)
+
+
+def test_a_reply_begun_before_the_deadline_is_read_whole(link, peer):
+    # A slow unit starts answering just before the deadline and the rest of its frame is on the wire
+    # when the deadline passes (on a pty: already in the buffer). It is not cut off as 'short': once the
+    # head has come, the rest has its own wire time, plus the quiet a flush waits for.
+    def head_then_rest(req):
+        time.sleep(_deadline_s(0.2) - 0.006)
+        peer.port.write(bytes.fromhex("1A 03 02"))
+        peer.port.flush()
+        time.sleep(0.010)
+        return bytes.fromhex("00 01 1D 86")
+    t = peer.serve(1, head_then_rest)
+    assert link.read_registers(0x1A, 3, 0, 1, timeout=0.2, retries=0) == [1]
+    t.join(2)
 
 
 @pytest.mark.parametrize("reply, reason", [
