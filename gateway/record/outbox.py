@@ -88,6 +88,9 @@ class Outbox:
         self.failed = 0
         self.version = 0  # bumped on every commit of new events: the uplink polls it
         self._warned_unevictable = False
+        # Other uplinks' delivery cursors (gateway/record/cursors.py): callables returning the lowest
+        # seq each may still need; housekeeping keeps non-telemetry rows from the lowest of them.
+        self.holds: list = []
         try:
             self.db = sqlite_utils.Database(sqlite3.connect(self.path, check_same_thread=False, timeout=10))
             self.db.enable_wal()
@@ -214,15 +217,40 @@ class Outbox:
 
     def housekeep(self, keep_failed_s: float = 7 * 86400) -> int:
         """Delete delivered rows (and failed rows older than keep_failed_s). Returns rows deleted."""
+        floor = min((hold() for hold in list(self.holds)), default=None)
+        held, args = ("", ()) if floor is None else (" AND (priority = ? OR seq < ?)", (TELEMETRY_PRIORITY, floor))
         with self._lock:
             try:
                 with self.db.atomic():
                     n = self.db.execute("DELETE FROM events WHERE state != 0 AND "
-                                        "(state = 1 OR done_at < ?)", (time.time() - keep_failed_s,)).rowcount
+                                        "(state = 1 OR done_at < ?)" + held,
+                                        (time.time() - keep_failed_s, *args)).rowcount
             except sqlite3.Error as e:
                 raise self._error("housekeep", e) from e
             self._rows -= n
             return n
+
+    # -- other uplinks' delivery cursors (gateway/record/cursors.py) --------------------------------
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """Rows of a read-only statement, under the outbox lock."""
+        with self._lock:
+            try:
+                return self.db.execute(sql, params).fetchall()
+            except sqlite3.Error as e:
+                raise self._error("read", e) from e
+
+    def execute(self, sql: str, params: tuple = (), script: bool = False) -> None:
+        """One write statement (or a DDL script) in its own transaction. Called by the Recorder's
+        thread for delivery marks (Recorder.call), directly only for the DDL at start."""
+        with self._lock:
+            try:
+                if script:
+                    self.db.conn.executescript(sql)
+                else:
+                    with self.db.atomic():
+                        self.db.execute(sql, params)
+            except sqlite3.Error as e:
+                raise self._error("update", e) from e
 
     # -- bounds --------------------------------------------------------------------------------
     def used_bytes(self) -> int:

@@ -17,6 +17,7 @@ import logging
 import queue
 import threading
 import time
+from typing import Callable, NamedTuple
 
 from gateway.errors import OutboxError
 from gateway.reading import Reading
@@ -27,6 +28,11 @@ from gateway.record.telemetry import TelemetryAggregator
 log = logging.getLogger(__name__)
 
 _KEEP_WHEN_UNWRITABLE = frozenset((envelope.ALARM, envelope.FAULT, envelope.AUDIT))
+
+
+class _Call(NamedTuple):
+    """Work for the writer thread that is not an event (Recorder.call)."""
+    fn: Callable
 
 
 class Recorder:
@@ -66,6 +72,11 @@ class Recorder:
         if self.telemetry is None:
             return True
         return self._put(reading)
+
+    def call(self, fn) -> bool:
+        """Run fn(outbox) on the writer thread: the other uplinks' delivery marks
+        (gateway/record/cursors.py) go through the one writer of the file. False when the queue is full."""
+        return self._put(_Call(fn))
 
     def _put(self, item) -> bool:
         try:
@@ -156,6 +167,11 @@ class Recorder:
         for item in items:
             if isinstance(item, Event):
                 events.append(item)
+            elif isinstance(item, _Call):
+                try:
+                    item.fn(self.outbox)
+                except Exception:  # a cursor's bug must not stop the writer
+                    log.exception("recorder call failed")
             else:  # a Reading
                 events += [Event(envelope.TELEMETRY, f, item.ts) for f in self.telemetry.feed(item)]
         return events
