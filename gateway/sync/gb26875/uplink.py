@@ -188,10 +188,9 @@ class Gb26875Uplink(CentreLink):
             return
         if unit["type"] == dt.DUTY_CHECK:
             # an unattended gateway answers the duty check itself: operation record, 查岗应答 bit
-            frame, _ = self._frame(codec.SEND, dt.device_operation(dt.OP_DUTY_ANSWER, 0, codec.time_label()))
+            frame, serial = self._frame(codec.SEND, dt.device_operation(dt.OP_DUTY_ANSWER, 0, codec.time_label()))
             if self.inflight is None:
-                self.inflight = _Inflight(None, frame, codec.decode(frame).serial,
-                                          time.monotonic() + self.cfg.confirm_timeout_s)
+                self.inflight = _Inflight(None, frame, serial, time.monotonic() + self.cfg.confirm_timeout_s)
             self.send(frame)
 
     def _request(self, item: codec.Frame) -> None:
