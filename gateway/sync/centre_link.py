@@ -14,6 +14,7 @@ import logging
 import socket
 import threading
 import time
+from datetime import datetime
 
 from gateway.errors import GatewayError, OutboxError
 from gateway.record import envelope
@@ -21,6 +22,16 @@ from gateway.sync.pacing import Backoff, TokenBucket
 
 log = logging.getLogger(__name__)
 _SLICE_S = 0.05
+
+
+def epoch_of(iso: str | None) -> float | None:
+    """An envelope's `ts` (ISO 8601, Z) as seconds since the epoch, or None."""
+    if not iso:
+        return None
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 class LinkError(GatewayError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 from gateway.record import envelope
+from gateway.sync.centre_link import epoch_of
 from gateway.sync.gb26875 import codec, datatypes as dt
 
 SMOKE, PRESSURE, LEVEL = "smoke", "pressure", "level"
@@ -48,7 +49,7 @@ class Gb26875Mapping:
             event = json.loads(body)
         except ValueError:
             return None, "not JSON"
-        label = codec.time_label(_epoch(event.get("ts")))
+        label = codec.time_label(epoch_of(event.get("ts")))
         if type_ == envelope.ALARM:
             return self._alarm(event, label)
         if type_ == envelope.FAULT:
@@ -104,13 +105,3 @@ class Gb26875Mapping:
             return dt.analog(comp, dt.HEIGHT, value * _TO_M[unit_], label), None
         return None, f"no analog type for {kind} in {unit_!r}"
 
-
-def _epoch(iso: str | None) -> float | None:
-    from datetime import datetime
-
-    if not iso:
-        return None
-    try:
-        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
