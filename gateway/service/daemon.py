@@ -46,6 +46,7 @@ class Daemon:
         self.state_file = AlarmStateFile(cfg.gateway.data_dir)
         self._gpio = gpio
         self.recorder = self.outbox = self.uplink = self.control = None
+        self.centres: dict = {}  # the city-protocol uplinks ([gb26875], [sl651]) by name
         self.cert_expiry = None
         self.started = False  # every part is up (config push's health check waits for this)
         self.safety = self.acquisition = self.watchdog = None
@@ -94,6 +95,7 @@ class Daemon:
         self.acquisition = Acquisition(cfg, self._on_reading)
         self.acquisition.start()
         self._start_uplink()
+        self._start_centres()
         self._start_control()
         allow = dict(self.acquisition.allowances(), safety=SAFETY_ALLOWANCE_S)
         self._hearts = {name: self.watchdog.register(name, period_s=1.0, allowed_s=a) for name, a in allow.items()}
@@ -118,8 +120,9 @@ class Daemon:
             log.error("OUTBOX UNAVAILABLE, events are not being kept: %s", e)
             return
         tele = TelemetryAggregator(self.cfg.outbox.telemetry_period_s, self.cfg.outbox.deadband)
-        recorder = Recorder(self.outbox, tele, health=Health(self.outbox, self.cfg.gateway.data_dir),
-                                 status_period_s=self.cfg.outbox.status_period_s).start()
+        health = Health(self.outbox, self.cfg.gateway.data_dir)
+        recorder = Recorder(self.outbox, tele, health=lambda: self._with_centres(health()),
+                            status_period_s=self.cfg.outbox.status_period_s).start()
         with self._record_lock:
             for type_, fields, ts in self._early:
                 recorder.submit(type_, fields, ts)
@@ -141,6 +144,23 @@ class Daemon:
         birth = {"firmware": __version__, "config_hash": self.cfg.text_hash, "sensors": list(self.cfg.sensors)}
         self.uplink = Uplink(self.cfg.uplink, self.outbox, self.cfg.gateway.id, birth, on_command=self.on_command)
         self.uplink.start()
+
+    def _start_centres(self) -> None:
+        from gateway.service.centres import start_centres
+
+        self.centres = start_centres(self.cfg, self.outbox, self.recorder,
+                                     record=lambda t, f: self._record(t, f, time.time()), latest=self._latest)
+
+    def _with_centres(self, fields: dict) -> dict:
+        from gateway.service.centres import brief
+
+        return dict(fields, uplinks=brief(self.centres)) if self.centres else fields
+
+    def _latest(self, sensor: str | None):
+        """The newest reading of `sensor` (SL 651's timed and hourly reports), or None."""
+        if sensor is None or self.acquisition is None:
+            return None
+        return next((r for r in self.acquisition.latest(time.monotonic()) if r.sensor == sensor), None)
 
     def _start_control(self) -> None:
         from gateway.control import ControlServer, default_socket_path
@@ -207,6 +227,7 @@ class Daemon:
               "uplink": (dict(self.uplink.status(), certificate=self.cert_expiry) if self.uplink
                          else {"state": "offline (no [uplink])"}),
               "outbox": self._outbox_stats(),
+              "uplinks": {name: u.status() for name, u in self.centres.items()},
               "watchdog_stale": [n for n, _ in self.watchdog.stale()] if self.watchdog else []}
         return st
 
@@ -245,6 +266,8 @@ class Daemon:
             self.safety.stop()
         if self.uplink:
             self.uplink.stop()
+        for centre in self.centres.values():
+            centre.stop()
         if self.recorder:
             self.recorder.stop()
         if self.outbox:
