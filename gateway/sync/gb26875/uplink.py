@@ -125,7 +125,9 @@ class Gb26875Uplink(CentreLink):
     def _on_frame(self, item) -> None:
         if isinstance(item, codec.FrameError):
             self.count("bad_frames")
-            log.warning("gb26875 centre %s sent a bad frame: %s", self.address, item)
+            # loud the first time, then only counted (status shows it): garbage must not flood the journal
+            (log.warning if self.counts["bad_frames"] == 1 else log.debug)(
+                "gb26875 centre %s sent a bad frame: %s", self.address, item)
             if item.serial is not None:
                 self._answer(codec.DENY, serial=item.serial)  # §6.5: a check error is denied
             return

@@ -191,8 +191,8 @@ def parse_elements(data: bytes) -> dict:
         elif ident in (0xF4, LEVEL_5MIN):
             step = 1 if ident == 0xF4 else 2
             out[key] = [int.from_bytes(raw[j:j + step], "big") for j in range(0, nbytes, step)]
-        elif raw.hex().upper().strip("F") == "" and raw:
-            out[key] = None  # all F: no data (§6.6.4.4 d)
+        elif not raw or raw.hex().upper().strip("F") == "":
+            out[key] = None  # no bytes, or all F: no data (§6.6.4.4 d)
         else:
             h = raw.hex()
             negative = raw[0] == 0xFF

@@ -186,7 +186,9 @@ class Sl651Uplink(CentreLink):
     def _on_frame(self, item) -> None:
         if isinstance(item, codec.FrameError):
             self.count("bad_frames")  # invalid: not answered (M2/M4)
-            log.warning("sl651 centre %s sent a bad frame: %s", self.address, item)
+            # loud the first time, then only counted (status shows it): garbage must not flood the journal
+            (log.warning if self.counts["bad_frames"] == 1 else log.debug)(
+                "sl651 centre %s sent a bad frame: %s", self.address, item)
             return
         if item.up or item.station != self.station or item.centre != self.cfg.centre:
             self.count("misaddressed")
