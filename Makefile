@@ -53,7 +53,7 @@ check-demo: venv
 
 # hypothesis at full strength: 10,000 generated configs and command payloads.
 fuzz: venv
-	FUZZ_EXAMPLES=10000 $(BIN)/python -m pytest -q tests/test_fuzz_commands.py tests/test_fuzz_config.py
+	FUZZ_EXAMPLES=10000 $(BIN)/python -m pytest -q tests/test_fuzz_commands.py tests/test_fuzz_config.py tests/test_fuzz_centres.py
 
 # On the Pi: user, venv in /opt/community-gateway, GPIO library, config (if none), systemd unit.
 install:

@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS cursors (
     floor INTEGER NOT NULL      -- every carried row below it is finished for this uplink
 );
 """
-_BATCH = 64
+_BATCH = 256  # one refresh sorts the whole pending set (~0.1 s at 100k rows on this VM): take many
 _FLOOR_EVERY_S = 5.0
 
 
