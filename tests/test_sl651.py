@@ -196,3 +196,17 @@ def test_keepalive_and_timed_report(tmp_path, centre):
         wait_until(lambda: centre.of("keepalive"), 5, what="keep-alive")
     finally:
         r.close()
+
+
+def test_hourly_report_carries_twelve_five_minute_levels(tmp_path, centre):
+    now = Reading("garage-b2-water", "level", 30.0, "cm", "good", 0.0, 0.0)
+    r = Rig(tmp_path, centre.port, latest=lambda: now, hourly=True)
+    try:
+        r.uplink._sample()  # noqa: SLF001 - the slot of this minute, as the uplink thread does
+        r.uplink._hour = (0, 0, 0)  # noqa: SLF001 - pretend the hour has just turned
+        r.uplink.start()
+        wait_until(lambda: centre.confirmed("hourly"), 5, what="hourly report confirmed")
+        levels = centre.confirmed("hourly")[0]["elements"]["F5"]
+        assert len(levels) == 12 and 30 in levels and levels.count(0xFFFF) == 11  # cm; FFFF = no reading
+    finally:
+        r.close()
