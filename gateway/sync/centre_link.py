@@ -10,6 +10,7 @@ thread: the events stay in the outbox and are sent again after the reconnect.
 
 from __future__ import annotations
 
+import abc
 import logging
 import socket
 import threading
@@ -42,7 +43,7 @@ class LinkError(GatewayError):
         self.kind = kind
 
 
-class CentreLink:
+class CentreLink(abc.ABC):
     """One TCP connection to one centre, on its own thread. `record(type, fields)` stores an event
     (the daemon's recorder); `cursor` is this uplink's DeliveryCursor."""
 
@@ -97,17 +98,19 @@ class CentreLink:
         """For `gateway status` and the status event: counts now, pending rows at most 5 s old."""
         with self._lock:
             snapshot = dict(self._snapshot)
+            counts = dict(self.counts)
         return {"state": self.state, "centre": self.address,
                 "connected_since": envelope.iso_ms(self.connected_at) if self.connected_at else None,
                 "last_error": self.last_error,
                 "next_retry_in_s": None if self.next_retry is None else
                 round(max(0.0, self.next_retry - time.monotonic()), 1),
-                **dict(self.counts), "thread_alive": self._thread is not None and self._thread.is_alive(),
+                **counts, "thread_alive": self._thread is not None and self._thread.is_alive(),
                 **snapshot}
 
     # -- helpers for subclasses ----------------------------------------------------------------
     def count(self, key: str, n: int = 1) -> None:
-        self.counts[key] = self.counts.get(key, 0) + n
+        with self._lock:  # status() copies the dict from another thread
+            self.counts[key] = self.counts.get(key, 0) + n
 
     def send(self, data: bytes) -> None:
         try:
@@ -229,8 +232,10 @@ class CentreLink:
     def _on_stop(self) -> None:
         pass
 
+    @abc.abstractmethod
     def _on_frame(self, item) -> None:
-        raise NotImplementedError
+        """A decoded frame from the centre, or the codec's error for bytes that were not one."""
 
+    @abc.abstractmethod
     def _step(self, now: float) -> None:
-        raise NotImplementedError
+        """Send what is due, check the confirmation timeout; raise LinkError to end the session."""

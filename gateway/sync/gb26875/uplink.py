@@ -53,8 +53,9 @@ class Gb26875Uplink(CentreLink):
         self.clock_offset_s: float | None = None
 
     def status(self) -> dict:
+        f = self.inflight  # read once: the uplink thread may clear it meanwhile
         return dict(super().status(), source=self.cfg.source, destination=self.cfg.destination,
-                    inflight_seq=None if self.inflight is None or self.inflight.row is None else self.inflight.row.seq,
+                    inflight_seq=None if f is None or f.row is None else f.row.seq,
                     last_duty_check=self.last_duty_check, centre_clock_offset_s=self.clock_offset_s)
 
     # -- session -------------------------------------------------------------------------------

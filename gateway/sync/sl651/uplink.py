@@ -59,8 +59,9 @@ class Sl651Uplink(CentreLink):
         self._hour = None
 
     def status(self) -> dict:
+        f = self.inflight  # read once: the uplink thread may clear it meanwhile
         return dict(super().status(), station=self.cfg.station, centre_address=self.cfg.centre,
-                    inflight=None if self.inflight is None else codec.FUNCTIONS.get(self.inflight.function),
+                    inflight=None if f is None else codec.FUNCTIONS.get(f.function),
                     level_over_limit=self._over_limit)
 
     def _on_connect(self) -> None:
