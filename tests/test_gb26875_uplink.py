@@ -152,8 +152,9 @@ def test_unconfirmed_is_resent_then_the_line_is_reset_and_nothing_is_lost(rig, c
                what="delivered")
 
 
-def test_a_centre_that_drops_the_line_mid_exchange_gets_the_event_again(rig, centre):
-    centre.drop = 1
+@pytest.mark.parametrize("how", ["drop", "cut"])
+def test_a_centre_that_drops_the_line_mid_exchange_gets_the_event_again(rig, centre, how):
+    setattr(centre, how, 1)  # drop: closed without an answer; cut: closed half-way through the confirm
     rig.uplink.start()
     rig.add("alarm", smoke_alarm())
     wait_until(lambda: centre.confirmed(), 10, what="confirmed after the reconnect")

@@ -148,6 +148,14 @@ def test_unconfirmed_reports_are_resent_twice_then_the_link_is_reset(rig, centre
     assert rig.uplink.status()["connects"] >= 2
 
 
+def test_a_confirm_cut_off_mid_frame_is_not_a_confirmation(rig, centre):
+    centre.cut = 1
+    rig.uplink.start()
+    rig.outbox.add("alarm", level_alarm(45.0))
+    wait_until(lambda: centre.confirmed("extra"), 10, what="confirmed after the reconnect")
+    assert rig.uplink.status()["connects"] >= 2 and len(centre.of("extra")) >= 2
+
+
 def test_a_wrong_serial_is_not_a_confirmation(rig, centre):
     centre.deny = 1
     rig.uplink.start()

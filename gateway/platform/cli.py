@@ -7,9 +7,9 @@ to see what a gateway sends.
     gateway-platform keygen --out PREFIX     PREFIX.key (0600, keep it here) and PREFIX.pub (pin it on gateways)
     gateway-platform send --host H --port P [--root R] GATEWAY COMMAND [NAME=VALUE ...] --key FILE
                                              sign a command, send it, print the replies (docs/commands.md)
-    gateway-platform gb26875-centre --port P [--address A] [--deny N] [--stall N] [--drop N]
+    gateway-platform gb26875-centre --port P [--address A] [--deny N] [--stall N] [--drop N] [--cut N]
                                              a GB/T 26875.3 monitoring centre: confirm, decode to JSON lines
-    gateway-platform sl651-centre --port P [--deny N] [--stall N] [--drop N] [--eot]
+    gateway-platform sl651-centre --port P [--deny N] [--stall N] [--drop N] [--cut N] [--eot]
                                              an SL 651-2014 centre: confirm (M2), decode to JSON lines
 """
 
@@ -70,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--deny", type=int, default=0, metavar="N", help="deny the next N reports (-1: all)")
         c.add_argument("--stall", type=int, default=0, metavar="N", help="never answer the next N reports (-1: all)")
         c.add_argument("--drop", type=int, default=0, metavar="N", help="close the line on the next N reports")
+        c.add_argument("--cut", type=int, default=0, metavar="N", help="send half a confirm to the next N reports, "
+                                                                       "then close")
         if name == "gb26875-centre":
             c.add_argument("--address", default="000000000000", help="the centre's address, 12 hex digits")
             c.add_argument("--duty-check-s", type=float, default=0, metavar="S", help="send a duty check every S s")
@@ -92,13 +94,13 @@ def _serve_centre(args, out) -> int:
         from gateway.platform.gb26875_centre import Gb26875Centre
 
         centre = Gb26875Centre(args.host, args.port, address=args.address, deny=args.deny, stall=args.stall,
-                               drop=args.drop, echo=out)
+                               drop=args.drop, cut=args.cut, echo=out)
     else:
         from gateway.platform.sl651_centre import Sl651Centre
         from gateway.sync.sl651.codec import EOT, ESC
 
         centre = Sl651Centre(args.host, args.port, deny=args.deny, stall=args.stall, drop=args.drop,
-                             end=EOT if args.eot else ESC, echo=out)
+                             cut=args.cut, end=EOT if args.eot else ESC, echo=out)
     centre.start()
     out(f"{args.command} listening on {args.host}:{centre.port} (Ctrl-C to stop)")
     done = threading.Event()

@@ -5,6 +5,7 @@ the gateway's uplink is tested against a real peer:
     deny=N   deny (command 6) the next N data frames (-1: all)
     stall=N  never answer the next N data frames (-1: none ever)
     drop=N   close the connection on the next N data frames, without answering
+    cut=N    send half of the confirm to the next N data frames, then close (a line lost mid-frame)
 
 Keep-alives (send-data without a data unit) are confirmed unless stalling all. `request()` sends the
 centre's own commands (duty check, clock sync, read device state/time) to every connected device.
@@ -22,12 +23,13 @@ from gateway.sync.gb26875 import codec, datatypes as dt
 
 class Gb26875Centre:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, address: str = "000000000000",
-                 device: str = "000000000000", deny: int = 0, stall: int = 0, drop: int = 0, echo=None):
+                 device: str = "000000000000", deny: int = 0, stall: int = 0, drop: int = 0, cut: int = 0,
+                 echo=None):
         self.host = host
         self.address = codec.address(address)
         self.device = codec.address(device)  # whom requests go to until a device has sent a frame
         self._devices: dict = {}  # connection -> the source address its frames carry
-        self.deny, self.stall, self.drop = deny, stall, drop
+        self.deny, self.stall, self.drop, self.cut = deny, stall, drop, cut
         self.echo = echo  # callable(str) for each JSON line
         self.lines: list[dict] = []  # everything decoded, in order
         self._lock = threading.Lock()
@@ -192,6 +194,14 @@ class Gb26875Centre:
         if (data_frame or self.stall < 0) and self._take("stall"):
             self._log(line | {"answer": "none"})
             return True
+        if data_frame and self._take("cut"):
+            half = codec.Frame(item.serial, codec.CONFIRM, self.address, item.source, b"", codec.time_label()).encode()
+            self._log(line | {"answer": "cut"})
+            try:
+                conn.sendall(half[:len(half) // 2])
+            except OSError:
+                pass
+            return False
         answer = codec.DENY if data_frame and self._take("deny") else codec.CONFIRM
         self._log(line | {"answer": "deny" if answer == codec.DENY else "confirm"})
         self._send(conn, codec.Frame(item.serial, answer, self.address, item.source, b"", codec.time_label()),

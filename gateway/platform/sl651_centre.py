@@ -1,7 +1,8 @@
 """A reference SL 651-2014 centre (`gateway-platform sl651-centre`): accepts stations over TCP,
 confirms each report (M2: same function and serial, end ESC = stay online), decodes it to a JSON
 line, and can be told to misbehave: deny=N (answer N reports with a wrong serial: not a
-confirmation), stall=N (answer nothing to N reports; -1: never), drop=N (close the line on N reports).
+confirmation), stall=N (answer nothing to N reports; -1: never), drop=N (close the line on N reports),
+cut=N (send half of the confirm to N reports, then close: a line lost mid-frame).
 A keep-alive (2F) has no answer, as the standard says."""
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from gateway.sync.sl651 import codec
 
 class Sl651Centre:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, deny: int = 0, stall: int = 0, drop: int = 0,
-                 end: int = codec.ESC, echo=None):
-        self.deny, self.stall, self.drop, self.end = deny, stall, drop, end
+                 cut: int = 0, end: int = codec.ESC, echo=None):
+        self.deny, self.stall, self.drop, self.cut, self.end = deny, stall, drop, cut, end
         self.echo = echo
         self.lines: list[dict] = []
         self._lock = threading.Lock()
@@ -153,9 +154,11 @@ class Sl651Centre:
         # §6.6.4.5-7 down body: the report's serial and the centre's send time
         body = serial.to_bytes(2, "big") + codec.bcd_time()
         down = codec.Frame(item.centre, item.station, item.password, item.function, body, up=False, end=self.end)
-        self._log(line | {"answer": answer})
+        cut = self._take("cut")
+        self._log(line | {"answer": "cut" if cut else answer})
+        raw = down.encode()
         try:
-            conn.sendall(down.encode())
+            conn.sendall(raw[:len(raw) // 2] if cut else raw)
         except OSError:
             return False
-        return True
+        return not cut
