@@ -49,3 +49,11 @@ def test_bad_addresses_and_ranges_are_reported_with_their_lines(site):  # noqa: 
 def test_unknown_key_gets_did_you_mean(site):  # noqa: F811
     problems = "\n".join(problems_of(write(site, ISSUE_EXAMPLE + ISSUE_15.replace("centre = 1", "centre = 1\ncenter = 1"))))
     assert "[sl651] center" in problems and "centre" in problems
+
+
+def test_summary_names_both_centres(site):  # noqa: F811
+    from gateway.config import summary
+
+    text = summary(load_config(str(write(site, ISSUE_EXAMPLE + ISSUE_15))))
+    assert "gb26875   fire centre 127.0.0.1:9000, device 000000000001 -> centre 000000000000" in text
+    assert "sl651     flood office 127.0.0.1:9001, station 0012345678 -> centre 1" in text
