@@ -169,14 +169,16 @@ def test_garbage_and_floods_from_the_centre_never_stop_the_alarms(rig, centre):
     bad_sum = good[:-3] + bytes([(good[-3] + 1) & 0xFF]) + b"##"
     elsewhere = codec.Frame(8, codec.REQUEST, codec.address("000000015b38"), codec.address("000000000999"),
                             bytes([dt.READ_DEVICE_STATE, 1, 0])).encode()
+    stranger = codec.Frame(9, codec.REQUEST, codec.address("000000000777"), codec.address("000000000379"),
+                           bytes([dt.READ_DEVICE_STATE, 1, 0])).encode()
     lying = bytearray(good)
     lying[24:26] = (5000).to_bytes(2, "little")
-    centre.send_raw(b"\xff\x00garbage" + bad_sum + bytes(lying) + elsewhere + good[:15])
+    centre.send_raw(b"\xff\x00garbage" + bad_sum + bytes(lying) + elsewhere + stranger + good[:15])
     centre.send_raw(good[15:] + good * 300)  # and a flood of reads
     rig.add("alarm", smoke_alarm())
     wait_until(lambda: centre.confirmed(), 5, what="the alarm still confirmed")
     st = rig.uplink.status()
-    assert st["bad_frames"] >= 2 and st["misaddressed"] == 1 and st["thread_alive"]
+    assert st["bad_frames"] >= 2 and st["misaddressed"] == 2 and st["thread_alive"]
     denies = [ln for ln in centre.of("deny") if ln["frame"]["serial"] == 7]
     assert denies  # the frame with a bad checksum was denied (its serial was readable)
     assert st.get("answers_dropped", 0) > 0  # the flood was cut down to the answer rate

@@ -10,7 +10,7 @@ again after the reconnect (GB 26875.1: keep trying), and a `fault` event declare
 
 From the centre: 1 control (89 initialise, 90 clock sync, 91 duty check) is confirmed; 4 request
 (81 device state, 88 device time) is answered with 5; anything unreadable with a readable serial is
-denied, as §6.5 says; frames for another address are dropped. Answers are rate-limited.
+denied, as §6.5 says; frames not from the configured centre to this device are dropped. Answers are rate-limited.
 Alarms go first (the cursor's order); when idle a keep-alive (command 2, no data) is sent every
 `heartbeat_s` and must be confirmed like any frame.
 """
@@ -132,8 +132,13 @@ class Gb26875Uplink(CentreLink):
             if item.serial is not None:
                 self._answer(codec.DENY, serial=item.serial)  # §6.5: a check error is denied
             return
-        if item.destination != self.source:
+        if item.destination != self.source or item.source != self.destination:
             self.count("misaddressed")
+            if self.counts["misaddressed"] == 1:  # a wrong [gb26875] address: say it once, plainly
+                log.warning("gb26875: a frame from %s to %s is not from the configured centre %s to this "
+                            "device %s: dropped (check [gb26875] source/destination)",
+                            codec.address_text(item.source), codec.address_text(item.destination),
+                            self.cfg.destination, self.cfg.source)
             return
         self.count("frames_in")
         if item.command in (codec.CONFIRM, codec.DENY):
