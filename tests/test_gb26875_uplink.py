@@ -134,6 +134,19 @@ def test_denied_every_time_is_declared_failed_and_the_next_event_goes_on(rig, ce
     assert rig.uplink.status()["failed"] == 1
 
 
+def test_an_event_a_live_centre_never_confirms_cannot_wedge_the_ones_behind_it(rig, centre):
+    centre.ignore = lambda unit: unit["type"] == dt.COMPONENT_STATE and unit["objects"][0]["state"] & dt.FAULT
+    rig.uplink.start()
+    stuck = rig.add("fault", sensor_fault())
+    rig.add("telemetry", pressure(0.3))
+    wait_until(lambda: rig.faults("ignored"), 20, what="the ignored event declared")
+    assert rig.faults("ignored")[0]["failed_seq"] == stuck
+    wait_until(lambda: any(u["type"] == dt.ANALOG for u in centre.confirmed()), 5, what="the next event goes on")
+    st = rig.uplink.status()
+    assert st["probes"] == 3 and st["failed"] == 1 and st["connects"] == 1  # the line was never reset
+    assert not rig.faults("unconfirmed")  # the centre was alive all along: no outage declared
+
+
 def test_unconfirmed_is_resent_then_the_line_is_reset_and_nothing_is_lost(rig, centre):
     centre.stall = 2  # two sends lost: the third (second resend) is confirmed
     rig.uplink.start()

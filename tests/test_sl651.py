@@ -139,10 +139,12 @@ def test_a_level_alarm_is_an_extra_report_confirmed_by_the_centre(rig, centre):
 
 
 def test_unconfirmed_reports_are_resent_twice_then_the_link_is_reset(rig, centre):
-    centre.stall = 3  # the first send and both resends go unanswered
+    centre.stall = -1  # the centre answers nothing: the send, both resends and the test-report probe
     rig.uplink.start()
     rig.outbox.add("alarm", level_alarm(45.0))
     wait_until(lambda: [f for t, f in rig.events if f.get("reason") == "unconfirmed"], 10, what="outage declared")
+    assert [ln["frame"]["function"] for ln in centre.lines[:4]] == ["extra"] * 3 + ["test"]
+    centre.stall = 0
     wait_until(lambda: centre.confirmed("extra"), 10, what="sent again after the reset and confirmed")
     assert len({ln["frame"]["serial"] for ln in centre.of("extra")[:3]}) == 1  # resends keep the serial
     assert rig.uplink.status()["connects"] >= 2
@@ -154,6 +156,19 @@ def test_a_confirm_cut_off_mid_frame_is_not_a_confirmation(rig, centre):
     rig.outbox.add("alarm", level_alarm(45.0))
     wait_until(lambda: centre.confirmed("extra"), 10, what="confirmed after the reconnect")
     assert rig.uplink.status()["connects"] >= 2 and len(centre.of("extra")) >= 2
+
+
+def test_a_report_a_live_centre_never_confirms_cannot_wedge_the_ones_behind_it(rig, centre):
+    centre.ignore = lambda rep: rep["function"] == "extra" and rep["elements"].get("39") == pytest.approx(0.99)
+    rig.uplink.start()
+    stuck = rig.outbox.add("alarm", level_alarm(99.0))
+    rig.outbox.add("alarm", level_alarm(45.0))
+    wait_until(lambda: [f for t, f in rig.events if f.get("reason") == "ignored"], 20, what="declared")
+    assert [f for t, f in rig.events if f.get("reason") == "ignored"][0]["failed_seq"] == stuck
+    wait_until(lambda: centre.confirmed("extra"), 5, what="the next 加报 goes on")
+    st = rig.uplink.status()
+    assert st["probes"] == 3 and st["failed"] == 1 and st["connects"] == 1
+    assert len(centre.confirmed("test")) == 3
 
 
 def test_a_wrong_serial_is_not_a_confirmation(rig, centre):

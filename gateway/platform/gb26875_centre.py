@@ -31,6 +31,7 @@ class Gb26875Centre:
         self._devices: dict = {}  # connection -> the source address its frames carry
         self.deny, self.stall, self.drop, self.cut = deny, stall, drop, cut
         self.echo = echo  # callable(str) for each JSON line
+        self.ignore = None  # callable(decoded unit) -> True: never answer such data frames (tests)
         self.lines: list[dict] = []  # everything decoded, in order
         self._lock = threading.Lock()
         self._serial = 0
@@ -191,6 +192,9 @@ class Gb26875Centre:
         if data_frame and self._take("drop"):
             self._log(line | {"answer": "dropped"})
             return False
+        if data_frame and self.ignore is not None and "unit" in line and self.ignore(line["unit"]):
+            self._log(line | {"answer": "ignored"})
+            return True
         if (data_frame or self.stall < 0) and self._take("stall"):
             self._log(line | {"answer": "none"})
             return True

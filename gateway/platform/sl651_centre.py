@@ -20,6 +20,7 @@ class Sl651Centre:
                  cut: int = 0, end: int = codec.ESC, echo=None):
         self.deny, self.stall, self.drop, self.cut, self.end = deny, stall, drop, cut, end
         self.echo = echo
+        self.ignore = None  # callable(decoded report) -> True: never confirm such reports (tests)
         self.lines: list[dict] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -140,6 +141,9 @@ class Sl651Centre:
         except codec.FrameError as e:
             line["report_error"] = str(e)
             self._log(line | {"answer": "none"})
+            return True
+        if self.ignore is not None and self.ignore(line["report"] | {"function": line["frame"]["function"]}):
+            self._log(line | {"answer": "ignored"})
             return True
         if self._take("drop"):
             self._log(line | {"answer": "dropped"})

@@ -23,6 +23,7 @@ from gateway.sync.pacing import Backoff, TokenBucket
 
 log = logging.getLogger(__name__)
 _SLICE_S = 0.05
+IGNORED_STRIKES = 3  # a live centre that never confirms one event this often: it will not take it
 
 
 def epoch_of(iso: str | None) -> float | None:
@@ -73,6 +74,7 @@ class CentreLink(abc.ABC):
         self._snapshot: dict = {}
         self._snapshot_at = 0.0
         self._outage_declared = False
+        self._strikes: dict[int, int] = {}  # seq -> times a live centre left it unconfirmed
 
     # -- the caller's side ---------------------------------------------------------------------
     def start(self):
@@ -133,6 +135,27 @@ class CentreLink(abc.ABC):
         self._outage_declared = True
         self.record(envelope.FAULT, {"component": self.name, "state": "fault", "reason": reason,
                                      "detail": detail, "centre": self.address, "pending": self.cursor.pending()})
+
+    def ignored(self, row, probe: str, sends: int) -> None:
+        """The centre confirmed a `probe` but left `row` unconfirmed `sends` times. The third time it
+        is marked failed for this centre and declared, so it cannot wedge the events behind it."""
+        n = self._strikes[row.seq] = self._strikes.get(row.seq, 0) + 1
+        if n < IGNORED_STRIKES:
+            log.warning("%s centre %s is alive but did not confirm event seq %d (%d of %d): sending it again",
+                        self.name, self.address, row.seq, n, IGNORED_STRIKES)
+            return
+        self._strikes.pop(row.seq, None)
+        self.cursor.failed(row.seq, f"ignored by a live centre {n} times")
+        self.count("failed")
+        log.error("%s centre %s never confirms event seq %d (%s) though it confirms %s: marked failed for "
+                  "this centre", self.name, self.address, row.seq, row.type, probe)
+        self.record(envelope.FAULT, {"component": self.name, "state": "fault", "reason": "ignored",
+                                     "detail": f"unconfirmed {n} x {sends} sends while {probe} were confirmed",
+                                     "centre": self.address, "failed_seq": row.seq, "failed_type": row.type})
+
+    def confirmed_row(self, row) -> None:
+        self._strikes.pop(row.seq, None)
+        self.cursor.delivered(row.seq)
 
     def declare_recovered(self) -> None:
         if self._outage_declared:

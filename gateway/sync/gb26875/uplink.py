@@ -5,8 +5,11 @@ Send/confirm (§6.2.3, §6.5): one event at a time as command 2 (send data); the
 (confirm) or 6 (deny) with the same serial number. No answer within `confirm_timeout_s` (the standard:
 "should not exceed 10 s") or a deny: resent with the same serial, at most `resends` times (the
 standard: "3"). Denied every time: the event is marked failed for this centre and a `fault` event
-declares it (MQTT carries it). Never confirmed: the session ends, the event stays pending and is sent
-again after the reconnect (GB 26875.1: keep trying), and a `fault` event declares the outage once.
+declares it (MQTT carries it). Never confirmed: a keep-alive asks whether the centre is there. Not
+confirmed either: the session ends, the event stays pending and is sent again after the reconnect
+(GB 26875.1: keep trying), and a `fault` event declares the outage once. Confirmed: the centre is
+alive and ignores this event; after 3 such rounds it is marked failed for this centre and declared,
+so one event the centre will not take cannot wedge the ones behind it.
 
 From the centre: 1 control (89 initialise, 90 clock sync, 91 duty check) is confirmed; 4 request
 (81 device state, 88 device time) is answered with 5; anything unreadable with a readable serial is
@@ -29,12 +32,15 @@ log = logging.getLogger(__name__)
 CARRIED = (envelope.ALARM, envelope.FAULT, envelope.TELEMETRY)
 
 
-class _Inflight:
-    __slots__ = ("row", "frame", "serial", "attempts", "deadline", "denied")
 
-    def __init__(self, row, frame: bytes, serial: int, deadline: float):
+
+class _Inflight:
+    __slots__ = ("row", "frame", "serial", "attempts", "deadline", "denied", "probe_for")
+
+    def __init__(self, row, frame: bytes, serial: int, deadline: float, probe_for=None):
         self.row, self.frame, self.serial, self.deadline = row, frame, serial, deadline
         self.attempts, self.denied = 1, 0
+        self.probe_for = probe_for  # a keep-alive asking "are you there?" after `probe_for` went unanswered
 
 
 class Gb26875Uplink(CentreLink):
@@ -117,10 +123,21 @@ class Gb26875Uplink(CentreLink):
                                          "failed_seq": f.row.seq, "failed_type": f.row.type})
             self._idle_since = now
             return
+        if f.row is not None:
+            # Is it the centre or this event? A keep-alive tells: confirmed, the centre is alive and
+            # ignores this one event (a head-of-line wedge if nothing is done); unconfirmed, it is down.
+            frame, serial = self._frame(codec.SEND)
+            self.inflight = _Inflight(None, frame, serial, now + self.cfg.confirm_timeout_s, probe_for=f.row)
+            self.send(frame)
+            self.count("probes")
+            return
         self.count("unconfirmed")
+        if f.probe_for is not None:
+            what = f"event seq {f.probe_for.seq} ({f.probe_for.type}), then a keep-alive"
         detail = f"{what}: {why} after {f.attempts} sends, {self.cfg.confirm_timeout_s:g} s apart"
         self.declare_outage("unconfirmed", detail)
         raise LinkError(f"centre {self.address}: {detail}", "unconfirmed")
+
 
     # -- from the centre -----------------------------------------------------------------------
     def _on_frame(self, item) -> None:
@@ -163,8 +180,10 @@ class Gb26875Uplink(CentreLink):
         self.inflight = None
         self._idle_since = time.monotonic()
         self.declare_recovered()
+        if f.probe_for is not None:
+            self.ignored(f.probe_for, "keep-alives", 1 + self.cfg.resends)
         if f.row is not None:
-            self.cursor.delivered(f.row.seq)
+            self.confirmed_row(f.row)
             self.count("confirmed")
             if f.attempts > 1:
                 self.count("confirmed_after_resend")

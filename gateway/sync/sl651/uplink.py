@@ -10,8 +10,10 @@ frames over TCP, mode M2 (send / confirm).
 
 M2 (§6.3.1.2 b): the centre confirms a valid report with a down frame of the same function and
 serial (end EOT or ESC); it does not answer an invalid one. Unconfirmed within `confirm_timeout_s`:
-resent with the same serial at most `resends` times, then the link is reset (§6.3.2.3) and the report
-sent again after the reconnect. Frames from the centre are checked whole (length, CRC, addresses);
+resent with the same serial at most `resends` times; then a test report (30) asks whether the centre
+is there. Unconfirmed too: the link is reset (§6.3.2.3) and the report sent again after the reconnect.
+Confirmed: the centre is alive and ignores this 加报; after 3 such rounds it is marked failed for this
+centre and declared (a `fault` event), so it cannot wedge the reports behind it. Frames from the centre are checked whole (length, CRC, addresses);
 a bad one is dropped and counted, never answered (§6.3.1.2 b, d).
 """
 
@@ -31,12 +33,15 @@ _TO_M = {"m": 1.0, "cm": 0.01, "mm": 0.001}
 _ACTIVE = {"active", "silenced", "acknowledged"}
 
 
-class _Inflight:
-    __slots__ = ("row", "frame", "function", "serial", "attempts", "deadline")
 
-    def __init__(self, row, frame: bytes, function: int, serial: int, deadline: float):
+
+class _Inflight:
+    __slots__ = ("row", "frame", "function", "serial", "attempts", "deadline", "probe_for")
+
+    def __init__(self, row, frame: bytes, function: int, serial: int, deadline: float, probe_for=None):
         self.row, self.frame, self.function, self.serial, self.deadline = row, frame, function, serial, deadline
         self.attempts = 1
+        self.probe_for = probe_for  # a test report asking "are you there?" after `probe_for` went unconfirmed
 
 
 class Sl651Uplink(CentreLink):
@@ -76,14 +81,15 @@ class Sl651Uplink(CentreLink):
     def _up(self, function: int, body: bytes) -> bytes:
         return codec.Frame(self.cfg.centre, self.station, self.password, function, body).encode()
 
-    def _send_report(self, function: int, elements: bytes, obs_ts: float, row=None) -> None:
+    def _send_report(self, function: int, elements: bytes, obs_ts: float, row=None, probe_for=None) -> None:
         serial = self._next_serial()
         body = codec.report_body(serial, self.station, self.station_type, obs_ts, elements)
         frame = self._up(function, body)
-        self.inflight = _Inflight(row, frame, function, serial, time.monotonic() + self.cfg.confirm_timeout_s)
+        self.inflight = _Inflight(row, frame, function, serial, time.monotonic() + self.cfg.confirm_timeout_s,
+                                  probe_for)
         self.send(frame)
-        self.count({codec.EXTRA: "extra_reports", codec.TIMED: "timed_reports", codec.HOURLY: "hourly_reports"}
-                   [function])
+        self.count({codec.EXTRA: "extra_reports", codec.TIMED: "timed_reports", codec.HOURLY: "hourly_reports",
+                    codec.TEST: "probes"}[function])
 
     # -- what is due -----------------------------------------------------------------------------
     def _step(self, now: float) -> None:
@@ -122,8 +128,16 @@ class Sl651Uplink(CentreLink):
             self.count("resent")
             return
         self.inflight = None
+        if f.row is not None:
+            # the centre or this report? A test report (30H, written to the centre's test database, §6.6.4.3)
+            # tells: confirmed, the centre is alive and ignores this one; unconfirmed, it is down
+            status = codec.hex_element(codec.STATUS, codec.LEVEL_OVER_LIMIT if self._over_limit else 0, 4)
+            self._send_report(codec.TEST, status, time.time(), probe_for=f.row)
+            return
         self.count("unconfirmed")
         what = codec.FUNCTIONS[f.function] + (f" report of event seq {f.row.seq}" if f.row else " report")
+        if f.probe_for is not None:
+            what = f"extra report of event seq {f.probe_for.seq}, then a test report"
         detail = f"{what}: no confirmation after {f.attempts} sends, {self.cfg.confirm_timeout_s:g} s apart"
         self.declare_outage("unconfirmed", detail)
         raise LinkError(f"centre {self.address}: {detail}", "unconfirmed")
@@ -203,6 +217,9 @@ class Sl651Uplink(CentreLink):
         self._idle_since = time.monotonic()
         self.declare_recovered()
         self.count("confirmed")
+        if f.probe_for is not None:
+            self.ignored(f.probe_for, "test reports", 1 + self.cfg.resends)
         if f.row is not None:
-            self.cursor.delivered(f.row.seq)
+            self.confirmed_row(f.row)
+
 
