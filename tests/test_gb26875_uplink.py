@@ -216,3 +216,17 @@ def test_duty_check_clock_sync_and_reads_are_answered(rig, centre):
     wait_until(lambda: any(ln["frame"]["serial"] == unknown for ln in centre.of("deny")), 5, what="denied")
     st = rig.uplink.status()
     assert st["duty_checks"] == 1 and st["last_duty_check"] and abs(st["centre_clock_offset_s"]) < 5
+
+
+def test_keepalives_keep_a_quiet_link_checked_and_a_denied_one_is_still_an_answer(tmp_path, centre):
+    r = Rig(tmp_path, centre.port, heartbeat_s=0.2)
+    try:
+        r.uplink.start()
+        wait_until(lambda: r.uplink.status().get("heartbeats", 0) >= 2, 5, what="keep-alives confirmed")
+        heartbeats = r.uplink.status()["heartbeats"]
+        centre.deny_keepalives = True  # a centre that does not take empty send-data frames
+        wait_until(lambda: r.uplink.status().get("keepalives_denied", 0) >= 2, 5, what="denied keep-alives")
+        st = r.uplink.status()
+        assert st["connects"] == 1 and st["heartbeats"] > heartbeats and not r.faults("unconfirmed")
+    finally:
+        r.close()

@@ -63,10 +63,18 @@ def build_gb26875(top: Table) -> Gb26875 | None:
                    source=addresses["source"], destination=addresses["destination"],
                    confirm_timeout_s=float(t.number("confirm_timeout_s", 10.0, ge=0.1, le=60)),
                    resends=t.integer("resends", 3, ge=0, le=10),
-                   heartbeat_s=float(t.number("heartbeat_s", 30.0, ge=1, le=3600)),
+                   heartbeat_s=_heartbeat(t),
                    replay_per_s=float(t.number("replay_per_s", 20.0, gt=0, le=1000)),
                    zone=t.integer("zone", 1, ge=0, le=65535),
                    system_address=t.integer("system_address", 1, ge=0, le=255))
+
+
+def _heartbeat(t: Table) -> float:
+    value = float(t.number("heartbeat_s", 30.0, ge=0, le=3600))
+    if 0 < value < 1:
+        t.problem("heartbeat_s", f"must be 0 (off) or between 1 and 3600 (got {value:g})")
+        return 30.0
+    return value
 
 
 def build_sl651(top: Table, sensor_names) -> Sl651 | None:

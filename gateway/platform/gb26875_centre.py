@@ -32,6 +32,7 @@ class Gb26875Centre:
         self.deny, self.stall, self.drop, self.cut = deny, stall, drop, cut
         self.echo = echo  # callable(str) for each JSON line
         self.ignore = None  # callable(decoded unit) -> True: never answer such data frames (tests)
+        self.deny_keepalives = False  # some centres deny a send-data frame without a data unit
         self.lines: list[dict] = []  # everything decoded, in order
         self._lock = threading.Lock()
         self._serial = 0
@@ -206,7 +207,8 @@ class Gb26875Centre:
             except OSError:
                 pass
             return False
-        answer = codec.DENY if data_frame and self._take("deny") else codec.CONFIRM
+        deny = self._take("deny") if data_frame else self.deny_keepalives
+        answer = codec.DENY if deny else codec.CONFIRM
         self._log(line | {"answer": "deny" if answer == codec.DENY else "confirm"})
         self._send(conn, codec.Frame(item.serial, answer, self.address, item.source, b"", codec.time_label()),
                    None)

@@ -96,7 +96,7 @@ class Gb26875Uplink(CentreLink):
                 return
             self.cursor.skipped(row.seq, why)
             got = self.cursor.next_row()
-        if now - self._idle_since >= self.cfg.heartbeat_s:
+        if self.cfg.heartbeat_s and now - self._idle_since >= self.cfg.heartbeat_s:
             frame, serial = self._frame(codec.SEND)
             self.inflight = _Inflight(None, frame, serial, now + self.cfg.confirm_timeout_s)
             self.send(frame)
@@ -172,7 +172,10 @@ class Gb26875Uplink(CentreLink):
         if f is None or item.serial != f.serial:
             self.count("stray_replies")
             return
-        if item.command == codec.DENY:
+        if item.command == codec.DENY and f.row is None:
+            # a centre that does not take empty send-data frames still answered: it is there
+            self.count("keepalives_denied")
+        elif item.command == codec.DENY:
             f.denied += 1
             self.count("denied")
             self._resend_or_give_up(time.monotonic(), "denied")
