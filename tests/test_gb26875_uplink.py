@@ -197,6 +197,17 @@ def test_garbage_and_floods_from_the_centre_never_stop_the_alarms(rig, centre):
     assert st.get("answers_dropped", 0) > 0  # the flood was cut down to the answer rate
 
 
+def test_an_outbox_fault_is_the_device_state_and_a_read_answers_with_it(rig, centre):
+    rig.uplink.start()
+    rig.add("fault", {"component": "outbox", "state": "fault", "reason": "unwritable", "detail": "disk full"})
+    wait_until(lambda: any(u["type"] == dt.DEVICE_STATE for u in centre.confirmed()), 5, what="device state")
+    assert next(u for u in centre.confirmed() if u["type"] == dt.DEVICE_STATE)["objects"][0]["state"] == (
+        dt.DEV_RUNNING | dt.DEV_FAULT)
+    read = centre.request("read_state")
+    wait_until(lambda: any(ln["frame"]["serial"] == read and ln["unit"]["objects"][0]["state"] & dt.DEV_FAULT
+                           for ln in centre.of("answer")), 5, what="the read answered with the fault")
+
+
 def test_duty_check_clock_sync_and_reads_are_answered(rig, centre):
     rig.uplink.start()
     wait_until(lambda: centre.connections() == 1, 5, what="connected")

@@ -35,6 +35,7 @@ class Gb26875Mapping:
     def __init__(self, sensors: dict[str, str], *, zone: int = 1, system_address: int = 1, own: str = "gb26875"):
         """`sensors`: name -> profile name, in config order."""
         self.own = own
+        self.device_bits = dt.DEV_RUNNING  # the device state last reported (answers a read of type 81)
         self.components: dict[str, tuple[str, dt.Component]] = {}
         for i, (name, profile) in enumerate(sensors.items(), start=1):
             kind = kind_of(profile)
@@ -86,11 +87,9 @@ class Gb26875Mapping:
             return None, "this uplink's own fault (carried by MQTT)"
         if component not in DEVICE_COMPONENTS:
             return None, f"{component} faults are not the device's state"
-        bits = dt.DEV_RUNNING
-        if faulty:
-            reason = str(e.get("reason", ""))
-            bits |= {"mains": dt.DEV_MAINS_FAULT, "backup": dt.DEV_BACKUP_FAULT}.get(reason, dt.DEV_FAULT)
-        return dt.device_state(bits, label), None
+        bit = {"mains": dt.DEV_MAINS_FAULT, "backup": dt.DEV_BACKUP_FAULT}.get(str(e.get("reason", "")), dt.DEV_FAULT)
+        self.device_bits = (self.device_bits | bit) if faulty else (self.device_bits & ~bit)
+        return dt.device_state(self.device_bits, label), None
 
     def _telemetry(self, e: dict, label) -> tuple[bytes | None, str | None]:
         found = self._sensor(e)

@@ -234,7 +234,7 @@ class Gb26875Uplink(CentreLink):
             self._answer(codec.DENY, serial=item.serial)
 
     def _device_bits(self) -> int:
-        return dt.DEV_RUNNING
+        return self.mapping.device_bits
 
     def _answer(self, command: int, data: bytes = b"", *, serial: int) -> bool:
         if not self.answer_bucket.take():
