@@ -202,3 +202,5 @@ class Config:
     outbox: Outbox = field(default_factory=Outbox)
     commands: Commands | None = None
     text_hash: str = ""  # sha256 of the file, reported in the birth message
+    gb26875: object = None  # gateway.config.centres.Gb26875: the fire remote-monitoring centre
+    sl651: object = None  # gateway.config.centres.Sl651: the flood office
