@@ -142,3 +142,38 @@ def test_fire_and_flood_centres_confirm_while_a_hostile_centre_cannot_stop_siren
         out = stop_daemon(proc)
     assert "Traceback" not in out, out[-3000:]
     assert rx.invalid == []
+
+
+def test_a_reload_stops_the_old_centre_uplinks_before_the_new_ones_start(site, tmp_path):
+    sim, path, gb, sl, rx = site
+    proc = run_daemon(path)
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "gateway.cli", *args, "-c", path],
+                              capture_output=True, text=True, timeout=30)
+
+    def status():
+        r = cli("status", "--json")
+        return json.loads(r.stdout) if r.returncode == 0 else None
+    try:
+        wait_until(lambda: gb.connections() == 1, 20, what="the gateway connected to the fire centre")
+        first = status()["config_hash"]
+        text = open(path).read()
+        open(path, "w").write(text.replace("status_period_s = 1", "status_period_s = 2"))
+        r = cli("reload")
+        assert r.returncode == 0, r.stderr
+        wait_until(lambda: (lambda s: s and s["config_hash"] != first)(status()), 20, what="new config applied")
+        wait_until(lambda: len(gb.sessions) >= 2 and gb.connections() == 1, 20,
+                   what="the new daemon's fire-centre uplink connected")
+        old, new = gb.sessions[0], gb.sessions[1]
+        assert old[1] is not None and old[1] <= new[0]  # one writer of the cursor: the old one let go first
+        sim.set_value(3, "status", 1)  # smoke, after the reload: the new daemon's uplink delivers it
+        wait_until(lambda: any(u["type"] == dt.COMPONENT_STATE and u["objects"][0]["state"] & dt.FIRE
+                               for u in gb.confirmed()), 20, what="fire alarm confirmed after the reload")
+        st = wait_until(lambda: (lambda s: s if s and s["uplinks"]["gb26875"]["state"] == "online" else None)(
+            status()), 10, what="status shows the new centre uplink")
+        assert set(st["uplinks"]) == {"gb26875", "sl651"}
+        assert len(gb.sessions) == 2  # no reconnect loop after the handover
+    finally:
+        out = stop_daemon(proc)
+    assert "Traceback" not in out, out[-3000:]

@@ -38,6 +38,7 @@ class Gb26875Centre:
         self._serial = 0
         self._stop = threading.Event()
         self._conns: list[socket.socket] = []
+        self.sessions: list[list] = []  # [opened, closed] (monotonic; closed None while open), per connection
         self._srv = socket.create_server((host, port))
         self._srv.settimeout(0.2)
         self.port = self._srv.getsockname()[1]
@@ -121,9 +122,11 @@ class Gb26875Centre:
                 continue
             except OSError:
                 return
+            session = [time.monotonic(), None]
             with self._lock:
                 self._conns.append(conn)
-            t = threading.Thread(target=self._serve, args=(conn, f"{peer[0]}:{peer[1]}"), daemon=True)
+                self.sessions.append(session)
+            t = threading.Thread(target=self._serve, args=(conn, f"{peer[0]}:{peer[1]}", session), daemon=True)
             t.start()
             self._threads.append(t)
 
@@ -150,7 +153,7 @@ class Gb26875Centre:
             setattr(self, name, n - 1)
         return True
 
-    def _serve(self, conn: socket.socket, peer: str) -> None:
+    def _serve(self, conn: socket.socket, peer: str, session: list) -> None:
         reader = codec.FrameReader()
         conn.settimeout(0.2)
         try:
@@ -168,6 +171,7 @@ class Gb26875Centre:
                         return
         finally:
             with self._lock:
+                session[1] = time.monotonic()
                 if conn in self._conns:
                     self._conns.remove(conn)
                 self._devices.pop(conn, None)
