@@ -57,7 +57,7 @@ def flapping(tmp_path, broker, rx, gateways, duration_s: float):
             producer.join(5)
             wait_for(lambda: (gw.status() or {}).get("uplink", {}).get("state") == "online", 60,
                      what="uplink online after the last flap")
-            max_seq = outbox_max_seq(gw.outbox_path)
+            max_seq = outbox_max_seq(gw)
             wait_for(lambda: not missing_seqs(rx, GW, max_seq), 120, what=f"every seq 1..{max_seq}")
             st = gw.status()
             log = gw.log()

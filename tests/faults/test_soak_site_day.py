@@ -62,7 +62,7 @@ def site_day(tmp_path, broker, rx, gateways, summaries: int):
                 f"only {len(rx.of_type('telemetry')) - base} of {summaries} summaries delivered"
             time.sleep(0.5)  # the sampling period, not a wait for something
         run_s = time.monotonic() - t0
-        max_seq = outbox_max_seq(gw.outbox_path)
+        max_seq = outbox_max_seq(gw)
         wait_for(lambda: not missing_seqs(rx, GW, max_seq), 120, what=f"every seq 1..{max_seq}")
         st = gw.status()
         log = gw.log()
