@@ -63,7 +63,8 @@ check-demo: venv
 # (measured here: TCP 350 s, RTU 523 s, config numbers 90 s).
 fuzz: deps venv
 	FUZZ_EXAMPLES=10000 $(BIN)/python -m pytest -q tests/test_fuzz_commands.py tests/test_fuzz_config.py \
-	  tests/hostile/test_frames_property.py tests/hostile/test_config_values.py
+	  tests/hostile/test_frames_property.py tests/hostile/test_config_values.py \
+	  tests/test_fuzz_centres.py
 
 # On the Pi: user, venv in /opt/community-gateway, GPIO library, config (if none), systemd unit.
 install:

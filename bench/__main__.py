@@ -32,7 +32,8 @@ def steps(quick: bool) -> list[tuple[str, str, dict]]:
     q = quick
     s = [("siren", "siren_latency", {"alarms": 300 if q else 2000, "rate": 5000.0}),
          ("end_to_end", "alarm_end_to_end", {"rounds": 6 if q else 20, "poll": 0.5}),
-         ("voice", "voice_latency", {"alarms": 100 if q else 300})]
+         ("voice", "voice_latency", {"alarms": 100 if q else 300}),
+         ("centres", "centre_confirm", {"rounds": 4 if q else 10, "poll": 0.2})]
     s += [(f"acquire_{b}", "acquire_bus", {"baud": b, "seconds": 3.0 if q else 8.0}) for b in BAUDS]
     s += [(f"wire_{b}", "rtu_wire", {"baud": b, "reads": 40 if q else 200}) for b in BAUDS]
     s += [("outbox", "outbox_drain", {"events": 20_000 if q else 100_000, "ingest_n": 20_000 if q else 100_000}),

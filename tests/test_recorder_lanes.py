@@ -220,3 +220,24 @@ def test_the_uplinks_writes_go_through_the_recorder(tmp_path):
         rec.stop()
     assert not writes and recorded[0][1]["failed_seq"] == seq
     assert any(r["type"] == "fault" and r.get("failed_seq") == seq for r in rows(ob))
+
+
+def test_calls_run_on_the_writer_thread_bounded_by_the_urgent_lane_and_force_no_early_commit(tmp_path):
+    ob = Outbox(tmp_path / "o.db", GW)
+    rec = Recorder(ob, urgent_max=5, commit_s=30)  # not started yet: the lane fills
+    ran = []
+    accepted = [rec.call(lambda o: ran.append((threading.current_thread().name, o))) for _ in range(8)]
+    assert accepted == [True] * 5 + [False] * 3
+    assert rec.counters()["dropped_calls"] == 3 and rec.counters()["dropped_urgent"] == 0  # not an alarm lost
+    rec.start()
+    try:
+        wait_until(lambda: len(ran) == 5, timeout=5, what="the queued calls ran")
+        assert {name for name, _ in ran} == {"recorder"} and all(o is ob for _, o in ran)
+        rec.submit("telemetry", {"sensor": "s", "point": "p", "i": 1})
+        rec.call(lambda o: ran.append(("mark", o.query("SELECT count(*) FROM events")[0][0])))
+        wait_until(lambda: len(ran) == 6, timeout=5, what="a call after telemetry")
+        assert ran[-1] == ("mark", 0)  # the telemetry waits for its group commit, the call did not force it
+        assert rec.flush(5) and ob.query("SELECT count(*) FROM events")[0][0] == 1
+        assert not [e for e in rows(ob) if e.get("reason") == "urgent_dropped"]  # dropped calls are no fault event
+    finally:
+        rec.stop()

@@ -11,6 +11,7 @@ from pathlib import Path
 from gateway.config.model import DEFAULT_CONFIG_PATH, Config
 from gateway.errors import ConfigError
 
+from .centres import build_gb26875, build_sl651
 from .coherence import problems_of
 from .field import build_buses, build_gateway, build_sensors
 from .outputs import build_gpio, build_inputs, build_outputs
@@ -65,6 +66,8 @@ def load_config(path: str) -> Config:
     uplink = build_uplink(top, base)
     outbox = build_outbox(top)
     commands = build_commands(top, base)
+    gb26875 = build_gb26875(top)
+    sl651 = build_sl651(top, sensor_names)
 
     if problems:
         # the config file first, then each profile, each in line order
@@ -72,7 +75,7 @@ def load_config(path: str) -> Config:
         raise ConfigError(problems)
     config = Config(path=os.path.normpath(file.absolute()), gateway=gateway, buses=dict(buses), sensors=sensors,
                     gpio=gpio, outputs=outputs, inputs=inputs, rules=rules, uplink=uplink,
-                    outbox=outbox, commands=commands, areas=areas,
+                    outbox=outbox, commands=commands, areas=areas, gb26875=gb26875, sl651=sl651,
                     text_hash=hashlib.sha256(src.raw).hexdigest())
     # valid key by key; now whether the whole can still raise, clear and sound every alarm
     incoherent = problems_of(config, src.report.lines, src.data, src.report.file)

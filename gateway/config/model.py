@@ -215,6 +215,8 @@ class Config:
     commands: Commands | None = None
     areas: dict[str, "Area"] = field(default_factory=dict)
     text_hash: str = ""  # sha256 of the file, reported in the birth message
+    gb26875: object = None  # gateway.config.centres.Gb26875: the fire remote-monitoring centre
+    sl651: object = None  # gateway.config.centres.Sl651: the flood office
 
 
 # -- voice and Modbus outputs, areas (issue 13) -----------------------------------------

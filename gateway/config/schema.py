@@ -10,7 +10,7 @@ from gateway.config.model import BUS_TYPES, LEVELS, PATTERNS  # noqa: F401  (re-
 KEYS: dict[str, tuple[str, ...]] = {
     # the top level of the config file
     "": ("gateway", "buses", "sensors", "rules", "gpio", "outputs", "inputs",
-         "uplink", "outbox", "commands", "areas"),
+         "uplink", "outbox", "commands", "areas", "gb26875", "sl651"),
     "gateway": ("id", "data_dir", "profiles", "control_socket"),
     "buses.NAME": ("type", "port", "host", "baudrate", "parity", "bytesize", "stopbits",
                    "timeout_s", "retries", "backoff_max_s"),
@@ -35,6 +35,10 @@ KEYS: dict[str, tuple[str, ...]] = {
     "outbox": ("max_rows", "max_mb", "telemetry_period_s", "deadband", "status_period_s", "commit_s"),
     "commands": ("platform_keys",),
     "areas.NAME": ("burst_s", "messages", "message_s"),
+    "gb26875": ("host", "port", "source", "destination", "confirm_timeout_s", "resends", "heartbeat_s",
+                "replay_per_s", "zone", "system_address"),
+    "sl651": ("host", "port", "station", "centre", "password", "confirm_timeout_s", "resends", "keepalive_s",
+              "timed_report_s", "hourly", "station_type", "sensor", "replay_per_s"),
     # a profile file (gateway/profiles/*.toml)
     "profile": ("name", "kind", "description", "frame", "pattern", "points"),
     "profile.points": ("name", "unit", "register", "function", "type", "word_order", "scale",

@@ -37,6 +37,14 @@ def summary(cfg: Config) -> str:
     out.append(f"uplink    {_uplink(cfg)}")
     if cfg.commands is not None:
         out.append(f"commands  {len(cfg.commands.platform_keys)} platform key(s)")
+    if cfg.gb26875 is not None:
+        g = cfg.gb26875
+        out.append(f"gb26875   fire centre {g.host}:{g.port}, device {g.source} -> centre {g.destination}, "
+                   f"confirm within {g.confirm_timeout_s:g} s, {g.resends} resends")
+    if cfg.sl651 is not None:
+        s = cfg.sl651
+        out.append(f"sl651     flood office {s.host}:{s.port}, station {s.station} -> centre {s.centre}, "
+                   f"water level from {s.sensor or 'the first water-level sensor'}")
     return "\n".join(out)
 
 

@@ -9,6 +9,10 @@ to see what a gateway sends.
                           [--changes-access commands,uplink]
                                              sign a command, send it, print the replies (docs/commands.md);
                                              issue times only grow per key (FILE.issued keeps the last)
+    gateway-platform gb26875-centre --port P [--address A] [--deny N] [--stall N] [--drop N] [--cut N]
+                                             a GB/T 26875.3 monitoring centre: confirm, decode to JSON lines
+    gateway-platform sl651-centre --port P [--deny N] [--stall N] [--drop N] [--cut N] [--eot]
+                                             an SL 651-2014 centre: confirm (M2), decode to JSON lines
 """
 
 from __future__ import annotations
@@ -63,6 +67,21 @@ def _parser() -> argparse.ArgumentParser:
     sd.add_argument("--tls-key", help="the MQTT client certificate's key (--key is the signing key)")
     sd.add_argument("--username")
     sd.add_argument("--password", default=os.environ.get("GATEWAY_PLATFORM_PASSWORD"))
+    for name, what in (("gb26875-centre", "a GB/T 26875.3 fire monitoring centre (docs/gb26875.md)"),
+                       ("sl651-centre", "an SL 651-2014 flood-office centre (docs/sl651.md)")):
+        c = sub.add_parser(name, help=f"{what}: receive, confirm, print JSON lines")
+        c.add_argument("--host", default="127.0.0.1")
+        c.add_argument("--port", type=int, required=True)
+        c.add_argument("--deny", type=int, default=0, metavar="N", help="deny the next N reports (-1: all)")
+        c.add_argument("--stall", type=int, default=0, metavar="N", help="never answer the next N reports (-1: all)")
+        c.add_argument("--drop", type=int, default=0, metavar="N", help="close the line on the next N reports")
+        c.add_argument("--cut", type=int, default=0, metavar="N", help="send half a confirm to the next N reports, "
+                                                                       "then close")
+        if name == "gb26875-centre":
+            c.add_argument("--address", default="000000000000", help="the centre's address, 12 hex digits")
+            c.add_argument("--duty-check-s", type=float, default=0, metavar="S", help="send a duty check every S s")
+        else:
+            c.add_argument("--eot", action="store_true", help="confirm with EOT (station may leave) instead of ESC")
     return p
 
 
@@ -72,6 +91,41 @@ def _sections(text: str) -> list[str]:
     if bad or not words:
         raise argparse.ArgumentTypeError(f"a comma-separated list of commands, uplink (got {text!r})")
     return sorted(set(words))
+
+
+def _centre(args, out) -> int:
+    try:
+        return _serve_centre(args, out)
+    except OSError as e:
+        print(f"gateway-platform {args.command}: cannot listen on {args.host}:{args.port}: {e.strerror}",
+              file=sys.stderr)
+        return 2
+
+
+def _serve_centre(args, out) -> int:
+    if args.command == "gb26875-centre":
+        from gateway.platform.gb26875_centre import Gb26875Centre
+
+        centre = Gb26875Centre(args.host, args.port, address=args.address, deny=args.deny, stall=args.stall,
+                               drop=args.drop, cut=args.cut, echo=out)
+    else:
+        from gateway.platform.sl651_centre import Sl651Centre
+        from gateway.sync.sl651.codec import EOT, ESC
+
+        centre = Sl651Centre(args.host, args.port, deny=args.deny, stall=args.stall, drop=args.drop,
+                             cut=args.cut, end=EOT if args.eot else ESC, echo=out)
+    centre.start()
+    out(f"{args.command} listening on {args.host}:{centre.port} (Ctrl-C to stop)")
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        every = getattr(args, "duty_check_s", 0)
+        while not done.wait(every or None):
+            centre.request("duty_check")
+    except KeyboardInterrupt:
+        pass
+    centre.stop()
+    return 0
 
 
 def _keygen(args, out) -> int:
@@ -132,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
             return _keygen(args, out)
         if args.command == "send":
             return _send(args, out)
+        if args.command in ("gb26875-centre", "sl651-centre"):
+            return _centre(args, out)
         from gateway.platform.receiver import Receiver
         receiver = Receiver(args.host, args.port, root=args.root, db=args.db, share=args.share,
                             session=args.session, ca=args.ca, cert=args.cert, key=args.key,

@@ -43,6 +43,7 @@ class Intake:
         self.shed = 0
         self.dropped_urgent = 0
         self.dropped_marks = 0
+        self.dropped_calls = 0
 
     # -- producers -----------------------------------------------------------------------------
     def put(self, item, urgent: bool) -> bool:
@@ -57,6 +58,17 @@ class Intake:
             lane.append(item)
             if urgent:
                 self._cv.notify_all()  # an alarm is committed at once; telemetry waits for the tick
+        return True
+
+    def call(self, item) -> bool:
+        """Work for the writer (Recorder.call) on the urgent lane and under its bound, counted apart
+        from events: a dropped call is not an alarm lost."""
+        with self._cv:
+            if len(self._urgent) >= self.urgent_max:
+                self.dropped_calls += 1
+                return False
+            self._urgent.append(item)
+            self._cv.notify_all()
         return True
 
     def mark(self, marks: list) -> None:

@@ -98,6 +98,11 @@ class Outbox(Bounds, files.FileLife):
         self.lost: dict | None = None  # what happened to the previous file, when it was lost
         self.moved_aside: list[str] = []
         self._warned_unevictable = False
+        # Other uplinks' delivery cursors (gateway/record/cursors.py): `holds` are callables returning
+        # the lowest seq each may still need (housekeeping keeps non-telemetry rows from the lowest of
+        # them on); `schemas` are their tables, created with every file this outbox opens.
+        self.holds: list = []
+        self.schemas: list[str] = []
         self.db = None
         self._next_seq = 1
         self._rows = 0
@@ -136,6 +141,8 @@ class Outbox(Bounds, files.FileLife):
             self._lost("outbox_corrupt", files.move_aside(self.path), problem)
             db = files.connect(self.path)
         try:
+            for script in self.schemas:
+                db.conn.executescript(script)
             self.outbox_id = files.claim(db)
             self._page_size = db.execute("PRAGMA page_size").fetchone()[0]
             self._inode = files.inode(self.path)
@@ -289,17 +296,21 @@ class Outbox(Bounds, files.FileLife):
 
     def housekeep(self, keep_failed_s: float = 7 * 86400, keep_delivered_s: float = KEEP_DELIVERED_S) -> int:
         """Delete delivered rows older than keep_delivered_s (they are `gateway events`' history until
-        then; a full outbox drops them all first) and failed rows older than keep_failed_s."""
+        then; a full outbox drops them all first) and failed rows older than keep_failed_s. A row another
+        uplink still holds (seq at or above its cursor's floor) stays, unless it is telemetry: a centre
+        away for a day must not grow the file past its bound."""
         now = time.time()
+        floor = min((hold() for hold in list(self.holds)), default=None)
+        held, args = ("", ()) if floor is None else (" AND (priority = ? OR seq < ?)", (TELEMETRY_PRIORITY, floor))
         with self._lock:
             if self.db is None:
                 return 0
             try:
                 with self.db.atomic():
                     # delivered rows go mostly in seq order: whole pages are freed, not rewritten
-                    n = self.db.execute("DELETE FROM events WHERE (seq IN (SELECT seq FROM delivered) AND ts < ?) "
-                                        "OR (state = 2 AND done_at < ?)",
-                                        (now - keep_delivered_s, now - keep_failed_s)).rowcount
+                    n = self.db.execute("DELETE FROM events WHERE ((seq IN (SELECT seq FROM delivered) AND ts < ?) "
+                                        "OR (state = 2 AND done_at < ?))" + held,
+                                        (now - keep_delivered_s, now - keep_failed_s, *args)).rowcount
                     if n:
                         self.db.execute("DELETE FROM delivered WHERE seq NOT IN (SELECT seq FROM events)")
             except sqlite3.Error as e:
@@ -307,6 +318,40 @@ class Outbox(Bounds, files.FileLife):
             self._rows -= n
             self._refresh()
             return n
+
+    # -- other uplinks' delivery cursors (gateway/record/cursors.py) ----------------------------
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """Rows of a read-only statement, through this (the only) connection, under the outbox lock."""
+        with self._lock:
+            if self.db is None:
+                raise OutboxError(self.last_error or f"outbox {self.path} is {self.state}")
+            try:
+                return self.db.execute(sql, params).fetchall()
+            except sqlite3.Error as e:
+                raise self._error("read", e) from e
+
+    def execute(self, sql: str, params: tuple = ()) -> None:
+        """One write statement in its own transaction: by the Recorder's thread (Recorder.call), the
+        one writer of the file; directly only at start, before the uplinks run."""
+        with self._lock:
+            if self.db is None:
+                raise OutboxError(self.last_error or f"outbox {self.path} is {self.state}")
+            try:
+                with self.db.atomic():
+                    self.db.execute(sql, params)
+            except sqlite3.Error as e:
+                raise self._error("update", e) from e
+
+    def add_schema(self, script: str) -> None:
+        """Tables of another uplink: created now (when open) and in every file opened from now on."""
+        with self._lock:
+            if script not in self.schemas:
+                self.schemas.append(script)
+            if self.db is not None:
+                try:
+                    self.db.conn.executescript(script)
+                except sqlite3.Error as e:
+                    raise self._error("update", e) from e
 
     # -- reporting -----------------------------------------------------------------------------
     def _refresh(self) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Callable, NamedTuple
 
 from gateway.errors import OutboxError
 from gateway.reading import Reading
@@ -34,7 +35,13 @@ from gateway.record.telemetry import TelemetryAggregator
 log = logging.getLogger(__name__)
 
 _KEEP_WHEN_UNWRITABLE = frozenset((envelope.ALARM, envelope.FAULT, envelope.AUDIT))
-COUNTERS = ("shed_telemetry", "dropped_urgent", "dropped_unwritable", "dropped_invalid", "dropped_marks")
+COUNTERS = ("shed_telemetry", "dropped_urgent", "dropped_unwritable", "dropped_invalid", "dropped_marks",
+            "dropped_calls")
+
+
+class _Call(NamedTuple):
+    """Work for the writer thread that is not an event (Recorder.call)."""
+    fn: Callable
 
 
 class Recorder:
@@ -95,6 +102,12 @@ class Recorder:
         """A message the broker will never take: marked failed with the next commit."""
         self.lanes.fail(seq, reason)
 
+    def call(self, fn: Callable) -> bool:
+        """Run fn(outbox) on the writer thread: the other uplinks' delivery marks (gateway/record/
+        cursors.py) go through the one writer of the file. On the urgent lane, so telemetry cannot
+        crowd them out; False (counted as dropped_calls) when that lane is full."""
+        return self.lanes.call(_Call(fn))
+
     # -- lifecycle -----------------------------------------------------------------------------
     def attach(self, outbox: Outbox, health=None) -> "Recorder":
         self.outbox = outbox
@@ -143,7 +156,7 @@ class Recorder:
         """Every drop counter (for `status` and the status event)."""
         return {"shed_telemetry": self.lanes.shed, "dropped_urgent": self.lanes.dropped_urgent,
                 "dropped_unwritable": self.dropped_unwritable, "dropped_invalid": self.dropped_invalid,
-                "dropped_marks": self.lanes.dropped_marks}
+                "dropped_marks": self.lanes.dropped_marks, "dropped_calls": self.lanes.dropped_calls}
 
     # -- the writer thread ---------------------------------------------------------------------
     def _run(self) -> None:
@@ -153,7 +166,8 @@ class Recorder:
             self.lanes.wait(0.2)
             stopping = self._stop.is_set()
             take = self.lanes.take()
-            urgent = list(take.urgent)
+            urgent = [i for i in take.urgent if not isinstance(i, _Call)]
+            calls = [i for i in take.urgent if isinstance(i, _Call)]
             for item in take.bulk:
                 self._add_pending(self._to_events(item))
             if self.telemetry is not None:
@@ -181,9 +195,19 @@ class Recorder:
                 if now >= next_housekeep and self.failing is None:
                     next_housekeep = now + self._housekeep_s
                     self._housekeep()
+            self._run_calls(calls)
             self.lanes.done(take)
             if stopping and not self.lanes.depth():
                 return
+
+    def _run_calls(self, calls: list[_Call]) -> None:
+        """The other uplinks' delivery marks (Recorder.call): each is its own small transaction and
+        commits nothing of the lanes' events, so it does not force a group commit early."""
+        for call in calls:
+            try:
+                call.fn(self.outbox)
+            except Exception:  # noqa: BLE001 - a cursor's bug must not stop the writer
+                log.exception("recorder call failed")
 
     def _add_pending(self, events: list[Event]) -> None:
         if events:

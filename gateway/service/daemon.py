@@ -45,6 +45,7 @@ class Daemon:
         self.state_file = AlarmStateFile(cfg.gateway.data_dir)
         self._gpio = gpio
         self.outbox = self.uplink = self.control = None
+        self.centres: dict = {}  # the city-protocol uplinks ([gb26875], [sl651]) by name
         self.cert_expiry = None
         self.started = False  # every part is up (config push's health check waits for this)
         self.safety = self.acquisition = self.watchdog = None
@@ -189,6 +190,7 @@ class Daemon:
         # wait for it (their events wait in the Recorder's lanes meanwhile)
         self._open_outbox()
         self._start_uplink()
+        self._start_centres()
         self._start_control()
         allow = dict(self.acquisition.allowances(), safety=SAFETY_ALLOWANCE_S)
         self._hearts = {name: self.watchdog.register(name, period_s=1.0, allowed_s=a) for name, a in allow.items()}
@@ -220,7 +222,7 @@ class Daemon:
             log.error("OUTBOX UNAVAILABLE, events wait in memory (bounded): %s", e)
             return
         health = Health(self.outbox, data_dir, recorder=self.recorder, state_file=self.state_file)
-        self.recorder.attach(self.outbox, health).start()
+        self.recorder.attach(self.outbox, lambda: self._with_centres(health())).start()
 
     def _start_uplink(self) -> None:
         if self.cfg.uplink is None or self.outbox is None:
@@ -238,6 +240,23 @@ class Daemon:
         self.uplink = Uplink(self.cfg.uplink, self.outbox, self.cfg.gateway.id, birth, on_command=self.on_command,
                              writer=self.recorder, record=self._record)
         self.uplink.start()
+
+    def _start_centres(self) -> None:
+        from gateway.service.centres import start_centres
+
+        self.centres = start_centres(self.cfg, self.outbox, self.recorder,
+                                     record=lambda t, f: self._record(t, f, time.time()), latest=self._latest)
+
+    def _with_centres(self, fields: dict) -> dict:
+        from gateway.service.centres import brief
+
+        return dict(fields, uplinks=brief(self.centres)) if self.centres else fields
+
+    def _latest(self, sensor: str | None):
+        """The newest reading of `sensor` (SL 651's timed and hourly reports), or None."""
+        if sensor is None or self.acquisition is None:
+            return None
+        return next((r for r in self.acquisition.latest(time.monotonic()) if r.sensor == sensor), None)
 
     def _start_control(self) -> None:
         from gateway.control import ControlServer, default_socket_path
@@ -371,6 +390,11 @@ class Daemon:
     def _stop_records(self) -> None:
         if self.uplink:
             self.uplink.stop()
+        # the centres mark through the Recorder: they stop before it (a reload's old centres stop
+        # here, before the new daemon starts its own on the same cursors)
+        centres, self.centres = self.centres, {}
+        for centre in centres.values():
+            centre.stop()
         if self.recorder.alive():
             self.recorder.stop()
         if self.outbox:

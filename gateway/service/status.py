@@ -62,6 +62,7 @@ def daemon_status(d) -> dict:
         "devices": {n: s.as_dict() for n, s in d.acquisition.stats().items()} if d.acquisition else {},
         "uplink": _uplink(d),
         "outbox": _outbox(d, wall),
+        "uplinks": {name: u.status() for name, u in dict(getattr(d, "centres", {})).items()},
         "recorder": d.recorder.stats(), "alarm_state": d.state_file.stats(),
         "watchdog_stale": [n for n, _ in d.watchdog.stale()] if d.watchdog else [],
     }
