@@ -55,6 +55,7 @@ def start_voice_workers(cfg, on_problem, adopt=None) -> dict:
         if (kept is not None and o.name in old_cfg.outputs and old_cfg.outputs[o.name].kind == "voice"
                 and _voice_key(old_cfg, o.name) == _voice_key(cfg, o.name)):
             workers[o.name] = old_workers.pop(o.name)
+            workers[o.name]._on_problem = on_problem  # its faults go to the daemon that has it now
             continue
         v = o.voice
         clips = {message_text(r.say[lv], lv): path for r in cfg.rules if o.name in r.sound

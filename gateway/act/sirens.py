@@ -143,7 +143,8 @@ class Sirens:
         outputs = list(outputs.values()) if isinstance(outputs, dict) else list(outputs)
         self._gpio = gpio
         relays = [o for o in outputs if o.kind == "relay"]
-        old = {} if adopt is None else {s.output.pin: s for s in adopt._sirens.values() if isinstance(s, Siren)}
+        old = {} if adopt is None else {s.output.pin: s for s in adopt._sirens.values()
+                                        if isinstance(s, Siren) and s.output.kind == "relay"}
         self._sirens = {o.name: make_output(o, gpio, outlets or {}, old.get(o.pin) if o.kind == "relay" else None)
                         for o in outputs}
         # The old relays this set does not drive any more: the caller switches them off once the

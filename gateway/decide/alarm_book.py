@@ -271,7 +271,11 @@ class AlarmBook:
             # max_on_s. A person's silence or acknowledgement is kept.
             by_clock = d.get("silenced_by") == "max_on_s" and not d.get("acknowledged")
             silenced = bool(d.get("silenced")) and not by_clock
-            silenced_at = d.get("silenced_at") if d.get("silenced_at") in LEVELS and not by_clock else None
+            silenced_at = d.get("silenced_at") if d.get("silenced_at") in LEVELS else None
+            if silenced and silenced_at is None:
+                silenced_at = d["level"]  # a snapshot from before silenced_at: silenced at its level
+            if by_clock:
+                silenced_at = None
             p.alarm = Alarm(d["id"], p.rule, d["level"], peak, d.get("value"), d.get("unit") or "",
                             float(d.get("raised_ts") or 0.0), silenced,
                             bool(d.get("acknowledged")), None if by_clock else d.get("silenced_by"),

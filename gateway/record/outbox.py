@@ -296,12 +296,14 @@ class Outbox(Bounds, files.FileLife):
 
     def housekeep(self, keep_failed_s: float = 7 * 86400, keep_delivered_s: float = KEEP_DELIVERED_S) -> int:
         """Delete delivered rows older than keep_delivered_s (they are `gateway events`' history until
-        then; a full outbox drops them all first) and failed rows older than keep_failed_s. A row another
-        uplink still holds (seq at or above its cursor's floor) stays, unless it is telemetry: a centre
-        away for a day must not grow the file past its bound."""
+        then; a full outbox drops them all first) and failed rows older than keep_failed_s. An alarm or
+        fault another uplink still holds (seq at or above its cursor's floor) stays; nothing else is held
+        (the centres carry no status, audit or gap, and telemetry may go): a centre away for weeks must
+        not grow the file past its bound."""
         now = time.time()
         floor = min((hold() for hold in list(self.holds)), default=None)
-        held, args = ("", ()) if floor is None else (" AND (priority = ? OR seq < ?)", (TELEMETRY_PRIORITY, floor))
+        held, args = ("", ()) if floor is None else (" AND (type NOT IN (?, ?) OR seq < ?)",
+                                                      (envelope.ALARM, envelope.FAULT, floor))
         with self._lock:
             if self.db is None:
                 return 0

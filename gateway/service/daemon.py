@@ -88,7 +88,8 @@ class Daemon:
                 self._take_over(handover)
             return self._start(Watchdog)
         except BaseException:
-            self.stop(reloading=self.safety is not None and handover is not None)
+            # after a take-over the safety loop and GPIO stay up for the next taker (the rollback)
+            self.stop(reloading=handover is not None)
             raise
 
     def _start_safety(self, open_gpio, SafetyLoop, SafetyCore) -> None:  # noqa: N803
@@ -128,7 +129,6 @@ class Daemon:
         if old.cfg.gpio != self.cfg.gpio:
             raise GatewayError("[gpio] changed: restart the gateway to switch GPIO backends")
         old.stop_inputs(reloading=True)
-        self._gpio = old._gpio
         if os.path.realpath(old.cfg.gateway.data_dir) == os.path.realpath(self.cfg.gateway.data_dir):
             # one writer of the slot file: its generation counter must go on, not start again at 0
             self.state_file = old.state_file
@@ -142,12 +142,16 @@ class Daemon:
         from gateway.act.outlets import modbus_outlets, release_removed_modbus, start_voice_workers
 
         left = dict(old.outlets)
-        self.outlets = start_voice_workers(self.cfg, self._on_output_problem, adopt=(old._outlet_cfg, left))
-        modbus, self._writes = modbus_outlets(self.cfg, self._on_output_problem)
-        self.outlets.update(modbus)
-        for stranded in release_removed_modbus(old._outlet_cfg, self.cfg, self._writes, self._on_output_problem):
-            log.error("reload: Modbus output %s", stranded)
+        self.outlets = {}
         try:
+            # inside the try: a worker that fails to start must not leave adopted ones to be stopped
+            # by this daemon's stop while the old loop still drives them
+            self.outlets = start_voice_workers(self.cfg, self._on_output_problem, adopt=(old._outlet_cfg, left))
+            modbus, self._writes = modbus_outlets(self.cfg, self._on_output_problem)
+            self.outlets.update(modbus)
+            for stranded in release_removed_modbus(old._outlet_cfg, self.cfg, self._writes,
+                                                   self._on_output_problem):
+                log.error("reload: Modbus output %s", stranded)
             old.safety.reconfigure(self.cfg, on_transition=self._on_transition,
                                    on_state=self.state_file.save, outlets=self.outlets).result(10)
         except BaseException as e:
@@ -164,7 +168,9 @@ class Daemon:
             raise
         finally:
             # The loop is ours now, whatever happened: a failed start leaves it for the next taker.
-            self.safety, old.safety, old._gpio = old.safety, None, None
+            # The GPIO comes with it, never before: a stop() of a half-started successor must not
+            # clean up (switch off) the relays the old loop is driving.
+            self.safety, self._gpio, old.safety, old._gpio = old.safety, old._gpio, None, None
         # Not adopted: hushed now (one voice per loudspeaker: the loop drives the new workers),
         # joined and closed by old.stop.
         from gateway.act.voice import Hush, VoiceWorker
@@ -174,8 +180,10 @@ class Daemon:
                 worker.put(Hush("reload", time.monotonic()))
         old.outlets = left
         # Transitions from now on reach this daemon (in its Recorder's lanes until its outbox opens).
-        self._start_acquisition()
-        old.stop(reloading=True)
+        try:
+            self._start_acquisition()
+        finally:
+            old.stop(reloading=True)  # its outbox (held exclusively), uplink and centres, whatever happened
 
     def _start(self, Watchdog) -> "Daemon":  # noqa: N803
         cfg = self.cfg
