@@ -5,6 +5,8 @@ the audit events at the reference receiver. Forged and replayed commands change 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 
@@ -81,3 +83,34 @@ def test_signed_silence_works_and_a_forged_one_changes_nothing(site):
     wait_for(lambda: ("silence", "rejected") in audits() and ("silence", "accepted") in audits(), 15,
              what="audit events for the forged and the accepted command")
     assert rx.invalid == []
+
+
+def test_a_push_cut_by_kill9_inside_its_watch_is_watched_again_after_the_restart(site):
+    """Issue 11 item 1 (config `.previous`): power lost inside a pushed config's watch window. Before,
+    the restarted gateway ran the pushed file unwatched, and no verdict ever reached the platform."""
+    tmp_path, broker, sim, rx = site
+    cfg_path = tmp_path / "gateway.toml"
+    pushed = tmp_path / "pushed.toml"
+    pushed.write_text(cfg_path.read_text().replace("poll_s = 0.1", "poll_s = 0.2", 1))
+    assert pushed.read_text() != cfg_path.read_text()
+    daemon_pid = int(subprocess.run(["pgrep", "-f", f"run -c {cfg_path}"], capture_output=True,
+                                    text=True).stdout.split()[0])
+    send = subprocess.Popen([sys.executable, "-m", "gateway.platform.cli", "send", GW, "config_push",
+                             f"toml=@{pushed}", "--key", str(tmp_path / "platform.key"), "--port",
+                             str(broker.port), "--timeout", "15"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        mark = tmp_path / "gateway.toml.push-watch"
+        wait_for(mark.exists, 20, what="the push marked as watched")
+        os.kill(daemon_pid, signal.SIGKILL)
+    finally:
+        send.kill()
+        send.wait()
+    assert cfg_path.read_text() == pushed.read_text()
+    proc = run_daemon(str(cfg_path))
+    try:
+        wait_for(lambda: any(e.get("command") == "config_push" and e.get("outcome") == "applied"
+                             for e in rx.of_type("audit")), 30, what="the resumed watch's verdict")
+        assert not mark.exists()
+    finally:
+        stop_daemon(proc)

@@ -12,11 +12,17 @@ strand a gateway nobody can reach without a truck.
            platform must also have reached the gateway through the new settings (a signed command
            accepted while the new config runs: contacted(new hash)), else the previous file is
            written back, reloaded, and the outcome reported (audit event, reply, log)
+    resume the watch is marked on disk (<config>.push-watch, written before the reload): a power cut
+           inside the window leaves the pushed file running with nobody watching it, so the next start
+           resumes the watch with a full window. The marker and the <config>.previous it would roll back
+           to are validated first; a bad one is moved aside as NAME.corrupt-<time> and reported as a
+           fault (the daemon starts either way)
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -46,8 +52,9 @@ class ConfigPush:
     accepted) while that config runs; without it a `changes_access` push is refused."""
 
     def __init__(self, daemon, *, healthy, report, watch_s: float = WATCH_S, poll_s: float = POLL_S,
-                 contacted=None):
+                 contacted=None, fault=None):
         self.daemon = daemon
+        self.fault = fault or (lambda fields: None)
         self.healthy = healthy
         self.contacted = contacted
         self.report = report
@@ -83,10 +90,8 @@ class ConfigPush:
                 write_atomic(path, text.encode("utf-8"))
             except OSError as e:
                 raise CommandError("failed", f"cannot write {path}: {e}") from None
-            new = self._reload_from(path, current)
-            self._watch = threading.Thread(target=self._run_watch, args=(command_id, new.text_hash, needs_contact),
-                                           name="config-push-watch", daemon=True)
-            self._watch.start()
+            new = self._reload_from(path, current, command_id, needs_contact)
+            self._start_watch(command_id, new.text_hash, needs_contact)
         log.warning("configuration %s pushed by the platform (command %s, sha256 %s): applying; rolled back "
                     "unless healthy within %g s", path, command_id, new.text_hash[:12], self.watch_s)
         result = {"path": path, "sha256": new.text_hash, "previous": path + ".previous", "watch_s": self.watch_s}
@@ -155,14 +160,93 @@ class ConfigPush:
                                               "through the new settings; change them on site")
         return changed
 
-    def _reload_from(self, path: str, previous: bytes):
+    def _reload_from(self, path: str, previous: bytes, command_id: str, needs_contact):
         try:
             new = load_config(path)  # from its real path: the daemon's `reload` re-reads cfg.path
         except ConfigError as e:  # changed under us between check and now: put the old one back
             write_atomic(path, previous)
             raise CommandError("config_invalid", str(e)) from None
+        try:  # before the reload: from here a power cut must find the watch on the next start
+            write_atomic(path + MARK, json.dumps({"command_id": command_id, "sha256": new.text_hash,
+                                                  "needs_contact": list(needs_contact)}).encode())
+        except OSError as e:
+            write_atomic(path, previous)
+            raise CommandError("failed", f"cannot mark the push as watched beside {path}: {e}") from None
         self.daemon.request_reload(new)
         return new
+
+    def _start_watch(self, command_id: str, sha256: str, needs_contact) -> None:
+        self._watch = threading.Thread(target=self._run_watch, args=(command_id, sha256, needs_contact),
+                                       name="config-push-watch", daemon=True)
+        self._watch.start()
+
+    # -- resume after a restart ---------------------------------------------------------------
+    def resume(self) -> bool:
+        """At start: resume a watch a power cut (or kill) interrupted. True when one runs now.
+        Never raises: whatever is on disk, the daemon starts."""
+        path = self.daemon.cfg.path
+        mark = self._read_mark(path)
+        if mark is None:
+            return False
+        if mark["sha256"] != self.daemon.cfg.text_hash:
+            log.warning("%s%s names a pushed configuration that is no longer the running one (replaced on "
+                        "site?): not watched", path, MARK)
+            self._clear_mark(path)
+            return False
+        try:
+            with open(path + ".previous", "rb") as f:
+                previous = f.read()
+            self.check(previous.decode("utf-8"), path)
+        except (OSError, UnicodeDecodeError, CommandError) as e:
+            moved = _move_aside(path + ".previous")
+            detail = (f"the pushed configuration {mark['sha256'][:12]} (command {mark['command_id']}) was "
+                      f"being watched when the gateway restarted, but {path}.previous it would roll back to "
+                      f"is unusable ({getattr(e, 'message', None) or e}); kept as {moved}: the pushed "
+                      "configuration stays, unwatched")
+            log.error("%s", detail)
+            self.fault({"component": "config", "state": "fault", "reason": "previous_config_corrupt",
+                        "detail": detail[:500]})
+            self._clear_mark(path)
+            return False
+        log.warning("configuration %s pushed by the platform (command %s) was being watched when the gateway "
+                    "restarted: watching it again for %g s", mark["sha256"][:12], mark["command_id"],
+                    self.watch_s)
+        with self._lock:
+            self._start_watch(mark["command_id"], mark["sha256"], tuple(mark["needs_contact"]))
+        return True
+
+    def _read_mark(self, path: str) -> dict | None:
+        try:
+            with open(path + MARK, "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            log.error("cannot read %s%s: %s", path, MARK, e)
+            return None
+        try:
+            mark = json.loads(raw)
+            if not (isinstance(mark, dict) and isinstance(mark.get("command_id"), str)
+                    and isinstance(mark.get("sha256"), str) and isinstance(mark.get("needs_contact", []), list)):
+                raise ValueError("not a push-watch record")
+            mark.setdefault("needs_contact", [])
+            return mark
+        except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            moved = _move_aside(path + MARK)
+            detail = f"{path}{MARK} is corrupt ({e}); kept as {moved}: no pushed configuration is watched"
+            log.error("%s", detail)
+            self.fault({"component": "config", "state": "fault", "reason": "push_watch_corrupt",
+                        "detail": detail[:500]})
+            return None
+
+    @staticmethod
+    def _clear_mark(path: str) -> None:
+        try:
+            os.unlink(path + MARK)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log.error("cannot remove %s%s: %s", path, MARK, e)
 
     # -- watch and roll back -----------------------------------------------------------------
     def _run_watch(self, command_id: str, sha256: str, needs_contact=()) -> None:
@@ -173,6 +257,7 @@ class ConfigPush:
                 message = "the new configuration is running; buses and uplink are up"
                 if needs_contact:
                     message += "; the platform reached it through the new " + " and ".join(needs_contact)
+                self._clear_mark(self.daemon.cfg.path)
                 self.report({"command_id": command_id, "outcome": "applied", "sha256": sha256,
                              "message": message})
                 return
@@ -181,7 +266,9 @@ class ConfigPush:
             self._cancel.wait(self.poll_s)
         if self._cancel.is_set():
             return
-        self.report({"command_id": command_id, "sha256": sha256, **self.rollback(sha256, needs_contact)})
+        verdict = self.rollback(sha256, needs_contact)
+        self._clear_mark(self.daemon.cfg.path)
+        self.report({"command_id": command_id, "sha256": sha256, **verdict})
 
     def _contacted(self, sha256: str) -> bool:
         try:
@@ -230,6 +317,20 @@ class ConfigPush:
 
     def stop(self) -> None:
         self._cancel.set()
+
+
+MARK = ".push-watch"
+
+
+def _move_aside(path: str) -> str:
+    """`path` -> `path`.corrupt-<time> (as the alarm state and the outbox do). Returns the new name."""
+    target = f"{path}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}"
+    try:
+        os.replace(path, target)
+    except OSError as e:
+        log.error("cannot move %s aside: %s", path, e)
+        return f"{path} (could not be moved aside: {e.strerror})"
+    return target
 
 
 def _same_keys(old_paths, new_paths) -> bool:

@@ -57,7 +57,8 @@ class CommandHandler:
         # the keys or the uplink is kept only once the platform has come back through them
         self._accepted_under: dict[str, float] = {}
         self.push = None if healthy is None else ConfigPush(daemon, healthy=healthy, report=self._push_outcome,
-                                                            watch_s=watch_s, contacted=self._accepted_under.__contains__)
+                                                            watch_s=watch_s, contacted=self._accepted_under.__contains__,
+                                                            fault=fault)
         self._run = {"status": self._status, "silence": self._silence, "ack": self._ack,
                      "siren_test": self._siren_test, "drill": self._drill, "rebirth": self._rebirth,
                      "config_get": self._config_get,
@@ -178,6 +179,11 @@ class CommandHandler:
         if not ok:
             reply["error"] = fields["outcome"]
         self._emit_reply(reply)
+
+    def resume(self) -> bool:
+        """At start, once the daemon runs: a config push whose watch a power cut interrupted is watched
+        again (ConfigPush.resume). Never raises."""
+        return self.push is not None and self.push.resume()
 
     def close(self, timeout: float = 1.0) -> None:
         """Stop watching a pushed config (the daemon is going away). Its files stay as they are.

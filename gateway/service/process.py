@@ -205,6 +205,8 @@ def _run(cfg: Config) -> int:
     if cfg.commands:
         handler = _command_handler(current)  # a bad key file stops us here, before any port is opened
     d.start()
+    if handler is not None:
+        handler.resume()  # a pushed config whose watch a power cut cut short is watched again
     try:
         while True:
             wake.wait()
