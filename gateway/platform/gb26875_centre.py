@@ -13,36 +13,23 @@ centre's own commands (duty check, clock sync, read device state/time) to every 
 
 from __future__ import annotations
 
-import json
-import socket
-import threading
-import time
-
 from gateway.sync.gb26875 import codec, datatypes as dt
 
+from .tcp_centre import TcpCentre
 
-class Gb26875Centre:
+
+class Gb26875Centre(TcpCentre):
+    name = "gb26875-centre"
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, address: str = "000000000000",
                  device: str = "000000000000", deny: int = 0, stall: int = 0, drop: int = 0, cut: int = 0,
                  echo=None):
-        self.host = host
+        super().__init__(host, port, deny=deny, stall=stall, drop=drop, cut=cut, echo=echo)
         self.address = codec.address(address)
         self.device = codec.address(device)  # whom requests go to until a device has sent a frame
         self._devices: dict = {}  # connection -> the source address its frames carry
-        self.deny, self.stall, self.drop, self.cut = deny, stall, drop, cut
-        self.echo = echo  # callable(str) for each JSON line
-        self.ignore = None  # callable(decoded unit) -> True: never answer such data frames (tests)
         self.deny_keepalives = False  # some centres deny a send-data frame without a data unit
-        self.lines: list[dict] = []  # everything decoded, in order
-        self._lock = threading.Lock()
         self._serial = 0
-        self._stop = threading.Event()
-        self._conns: list[socket.socket] = []
-        self.sessions: list[list] = []  # [opened, closed] (monotonic; closed None while open), per connection
-        self._srv = socket.create_server((host, port))
-        self._srv.settimeout(0.2)
-        self.port = self._srv.getsockname()[1]
-        self._threads: list[threading.Thread] = []
 
     # -- what the tests read -------------------------------------------------------------------
     def confirmed(self) -> list[dict]:
@@ -54,34 +41,11 @@ class Gb26875Centre:
         with self._lock:
             return [ln for ln in self.lines if ln.get("frame", {}).get("command") == command]
 
-    def connections(self) -> int:
-        with self._lock:
-            return len(self._conns)
+    def reader(self):
+        return codec.FrameReader()
 
-    # -- lifecycle -----------------------------------------------------------------------------
-    def start(self) -> "Gb26875Centre":
-        t = threading.Thread(target=self._accept, name="gb26875-centre", daemon=True)
-        t.start()
-        self._threads.append(t)
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._srv.close()
-        with self._lock:
-            for c in self._conns:
-                try:
-                    c.close()
-                except OSError:
-                    pass
-        for t in self._threads:
-            t.join(2)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+    def _closed(self, conn) -> None:
+        self._devices.pop(conn, None)
 
     # -- the centre's own commands -------------------------------------------------------------
     def request(self, kind: str, minutes: int = 10) -> int:
@@ -104,39 +68,7 @@ class Gb26875Centre:
             self._send(c, codec.Frame(serial, command, self.address, device, data, label), None)
         return serial
 
-    def send_raw(self, data: bytes) -> None:
-        with self._lock:
-            conns = list(self._conns)
-        for c in conns:
-            try:
-                c.sendall(data)
-            except OSError:
-                pass
-
     # -- internals -----------------------------------------------------------------------------
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, peer = self._srv.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            session = [time.monotonic(), None]
-            with self._lock:
-                self._conns.append(conn)
-                self.sessions.append(session)
-            t = threading.Thread(target=self._serve, args=(conn, f"{peer[0]}:{peer[1]}", session), daemon=True)
-            t.start()
-            self._threads.append(t)
-
-    def _log(self, line: dict) -> None:
-        line = {"t": time.strftime("%Y-%m-%dT%H:%M:%S"), **line}
-        with self._lock:
-            self.lines.append(line)
-        if self.echo is not None:
-            self.echo(json.dumps(line, ensure_ascii=False))
-
     def _send(self, conn, frame: codec.Frame, device: bytes | None) -> None:
         if device is not None:
             frame = codec.Frame(frame.serial, frame.command, self.address, device, frame.data, frame.time_label)
@@ -144,38 +76,6 @@ class Gb26875Centre:
             conn.sendall(frame.encode())
         except OSError:
             pass
-
-    def _take(self, name: str) -> bool:
-        n = getattr(self, name)
-        if n == 0:
-            return False
-        if n > 0:
-            setattr(self, name, n - 1)
-        return True
-
-    def _serve(self, conn: socket.socket, peer: str, session: list) -> None:
-        reader = codec.FrameReader()
-        conn.settimeout(0.2)
-        try:
-            while not self._stop.is_set():
-                try:
-                    data = conn.recv(4096)
-                except socket.timeout:
-                    continue
-                except OSError:
-                    return
-                if not data:
-                    return
-                for item in reader.feed(data):
-                    if not self._handle(conn, peer, item):
-                        return
-        finally:
-            with self._lock:
-                session[1] = time.monotonic()
-                if conn in self._conns:
-                    self._conns.remove(conn)
-                self._devices.pop(conn, None)
-            conn.close()
 
     def _handle(self, conn, peer: str, item) -> bool:
         if isinstance(item, codec.FrameError):
