@@ -1,0 +1,69 @@
+"""The reconnect schedule (gateway/sync/reconnect.py) as pure logic: `now` passed in, a fixed random
+source, probes counted, no sockets except where a real port is the point."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+from gateway.sync.reconnect import Redial
+
+
+def test_no_answer_keeps_the_probe_interval_however_long_the_outage():
+    r = Redial("h", 1, probe_s=1.0, jitter=0.5, rng=lambda: 0.0)  # rng 0: the longest delay
+    delays = [r.delay("unreachable", t) for t in range(0, 300, 10)]
+    assert max(delays) == 1.0 and min(delays) == 1.0
+
+
+def test_the_probe_interval_slows_once_after_ten_minutes_and_no_further():
+    r = Redial("h", 1, probe_s=1.0, slow_probe_s=5.0, slow_after_s=600, jitter=0.5, rng=lambda: 0.0)
+    r.delay("unreachable", 0.0)
+    assert r.probe_delay(599.0) == 1.0
+    assert r.probe_delay(601.0) == 5.0
+    assert r.probe_delay(86_400.0 * 7) == 5.0
+
+
+def test_a_broker_that_answered_no_is_backed_off_and_online_resets_it():
+    r = Redial("h", 1, backoff_initial_s=1.0, backoff_max_s=60.0, jitter=0.5, rng=lambda: 0.0)
+    grown = [r.delay(kind, 0.0) for kind in ("refused", "busy", "tls_error", "error", "refused", "refused",
+                                              "refused", "refused")]
+    assert grown == [1, 2, 4, 8, 16, 32, 60, 60]
+    r.online()
+    assert r.delay("busy", 0.0) == 1.0
+    assert r.down_since == 0.0  # a new outage begins at the first failure after online
+
+
+def test_jitter_spreads_the_delays_over_half_the_interval():
+    import random
+
+    rng = random.Random(7).random
+    r = Redial("h", 1, probe_s=1.0, jitter=0.5, rng=rng)
+    delays = [r.delay("unreachable", 0.0) for _ in range(2000)]
+    assert 0.5 <= min(delays) < 0.52 and 0.98 < max(delays) <= 1.0
+    # in 100 ms buckets across [0.5, 1.0]: each holds roughly a fifth
+    buckets = [sum(1 for d in delays if 0.5 + 0.1 * i <= d < 0.6 + 0.1 * i) for i in range(5)]
+    assert all(300 < b < 500 for b in buckets), buckets
+
+
+def test_wait_probes_a_real_port_until_it_listens():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, not listening: connections are refused
+        r = Redial("127.0.0.1", port, probe_s=0.05, slow_probe_s=0.05, jitter=0.5)
+        stop = threading.Event()
+        done = threading.Event()
+        t = threading.Thread(target=lambda: (r.wait("unreachable", stop), done.set()), daemon=True)
+        t.start()
+        assert not done.wait(0.5)  # refused probes: still waiting
+        assert r.probes >= 3
+        s.listen(8)
+        assert done.wait(5.0), "the probe that connects ends the wait"
+        stop.set()
+        t.join(2)
+
+
+def test_without_a_probe_the_wait_is_one_interval():
+    r = Redial("h", 1, probe_s=0.05, slow_probe_s=0.05, probe=False)
+    stop = threading.Event()
+    r.wait("offline", stop)
+    assert r.probes == 0 and r.next_retry is None
