@@ -6,7 +6,8 @@ included.
     gateway-platform fleet-sim --gateways 500 --duration 120 --outage-at 40 --outage-s 30 --json out.json
     gateway-platform fleet-sim --gateways 50 --broker broker.example:1883 --duration 600   # an external broker
 
-Without --broker it starts its own mosquitto (persistence on) behind a counting TCP proxy
+The gateways are spread over `--procs` processes (default one per 200: one process's GIL holds about
+300 idle uplink loops, see docs/fleet.md). Without --broker it starts its own mosquitto (persistence on) behind a counting TCP proxy
 (fleet_proxy.py): the gateways connect to the proxy, which records every TCP connection the broker's
 port accepted; --outage-at restarts that broker (the proxy's port refuses meanwhile, as the broker's
 would). With --receiver the reference receiver runs in process on a persistent session and the report
@@ -29,8 +30,6 @@ import argparse
 import json
 import logging
 import os
-import random
-import resource
 import shutil
 import signal
 import socket
@@ -38,16 +37,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-from gateway.config.model import Outbox as OutboxLimits
-from gateway.config.model import Uplink as UplinkConfig
-from gateway.reading import GOOD, Reading
-from gateway.record import Health, Outbox, Recorder, TelemetryAggregator
-from gateway.sync.uplink import Uplink
 
 log = logging.getLogger(__name__)
 MOSQUITTO = os.environ.get("MOSQUITTO", "/usr/sbin/mosquitto")
@@ -120,30 +111,6 @@ class Broker:
         _wait(lambda: not self._accepts(), 10)
 
 
-class FleetUplink(Uplink):
-    """The gateway's Uplink, with two timestamps noted for the report: each time it went online, and
-    the first PUBACK after that of a backlog row (one recorded before that session: a replay)."""
-
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
-        self.online_at: list[float] = []
-        self.first_replay_ack: list[float] = []
-        self._awaiting = False
-
-    def _online(self, client) -> None:
-        self.online_at.append(time.time())
-        self._awaiting = True
-        super()._online(client)
-
-    def _on_publish(self, client, userdata, mid, reason_code, properties):
-        if self._awaiting:
-            row = self.sender.inflight.get(mid)
-            if row is not None and row.seq < self.sender.live_from:
-                self._awaiting = False
-                self.first_replay_ack.append(time.time())
-        super()._on_publish(client, userdata, mid, reason_code, properties)
-
-
 def _receiver_class():
     from gateway.platform.receiver import Receiver
 
@@ -166,98 +133,6 @@ def FleetReceiver(*a, **kw):  # noqa: N802 - a class made on first use (paho is 
     return _receiver_class()(*a, **kw)
 
 
-class SimGateway:
-    """One simulated gateway: outbox file, recorder thread, uplink thread, `sensors` water levels."""
-
-    def __init__(self, index: int, data_dir: Path, host: str, port: int, a):
-        self.id = f"{a.prefix}-{index:05d}"
-        self.dir = data_dir / self.id
-        self.dir.mkdir(parents=True, exist_ok=True)
-        limits = OutboxLimits(telemetry_period_s=a.period, status_period_s=a.status_s, commit_s=a.commit_s)
-        self.sensors = [f"water-{k + 1:02d}" for k in range(a.sensors)]
-        self.recorder = Recorder(None, TelemetryAggregator(a.period, limits.deadband),
-                                 status_period_s=a.status_s, commit_s=a.commit_s)
-        self.outbox = Outbox(self.dir / "outbox.sqlite", self.id, limits)
-        self.recorder.attach(self.outbox, Health(self.outbox, str(self.dir), recorder=self.recorder))
-        cfg = UplinkConfig(host=host, port=port, client_id=self.id, replay_per_s=a.replay_per_s)
-        self.uplink = FleetUplink(cfg, self.outbox, self.id,
-                                  {"firmware": "fleet-sim", "config_hash": "", "sensors": self.sensors},
-                                  writer=self.recorder)
-        self.levels = [random.uniform(20.0, 60.0) for _ in self.sensors]
-        self.alarms = 0
-
-    def start(self) -> None:
-        self.recorder.start()
-        self.uplink.start()
-
-    def read(self, k: int, now: float, mono: float) -> None:
-        self.levels[k] = max(0.0, self.levels[k] + random.gauss(0.0, 0.2))
-        self.recorder.reading(Reading(self.sensors[k], "level", round(self.levels[k], 2), "cm", GOOD, now, mono))
-
-    def alarm(self) -> None:
-        self.alarms += 1
-        k = random.randrange(len(self.sensors))
-        name = self.sensors[k]
-        self.recorder.submit("alarm", {"alarm": f"{name}.level#{self.alarms}", "rule": f"{name}.level",
-                                       "sensor": name, "point": "level", "transition": "raised",
-                                       "level": "yellow", "previous_level": None,
-                                       "value": round(self.levels[k], 2), "unit": "cm", "state": "active"})
-
-    def stop(self) -> None:
-        self.uplink.stop()
-        self.recorder.stop()
-        self.outbox.close()
-
-
-class SensorDriver(threading.Thread):
-    """One thread reads every simulated sensor of the fleet on its cadence (spread over the period so
-    the fleet's readings do not come in lock-step) and makes the random alarms."""
-
-    def __init__(self, gateways: list[SimGateway], rate_hz: float, alarm_every_s: float, tick_s: float = 0.1):
-        super().__init__(name="fleet-sensors", daemon=True)
-        self.gateways, self.rate, self.alarm_every, self.tick = gateways, rate_hz, alarm_every_s, tick_s
-        self.stop_event = threading.Event()
-        self.readings = 0
-
-    def run(self) -> None:
-        period = 1.0 / self.rate
-        # (next due, gateway index, sensor index), phases spread over one period
-        due = [[time.monotonic() + random.uniform(0, period), g, k]
-               for g, gw in enumerate(self.gateways) for k in range(len(gw.sensors))]
-        alarm_p = self.tick / self.alarm_every if self.alarm_every > 0 else 0.0
-        while not self.stop_event.wait(self.tick):
-            mono, now = time.monotonic(), time.time()
-            for entry in due:
-                if entry[0] <= mono:
-                    self.gateways[entry[1]].read(entry[2], now, mono)
-                    entry[0] += period
-                    self.readings += 1
-            if alarm_p:
-                for gw in self.gateways:
-                    if random.random() < alarm_p:
-                        gw.alarm()
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def _cpu_s() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
-def _raise_fd_limit() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
 def attempts_profile(accepts: list[tuple[float, str]], since: float, until: float) -> dict:
     """Connection attempts the broker's port accepted in [since, until): per second and the busiest
     100 ms, split into full MQTT connects and probes."""
@@ -267,29 +142,92 @@ def attempts_profile(accepts: list[tuple[float, str]], since: float, until: floa
     for t, _k in window:
         per_s[int(t - since)] = per_s.get(int(t - since), 0) + 1
         per_100ms[int((t - since) * 10)] = per_100ms.get(int((t - since) * 10), 0) + 1
+    mqtt_100ms: dict[int, int] = {}
+    for t, k in window:
+        if k == "mqtt":
+            mqtt_100ms[int((t - since) * 10)] = mqtt_100ms.get(int((t - since) * 10), 0) + 1
     return {"total": len(window), "mqtt": sum(1 for _, k in window if k == "mqtt"),
+            "max_mqtt_per_100ms": max(mqtt_100ms.values(), default=0),
             "probes": sum(1 for _, k in window if k == "probe"),
             "per_s": [per_s.get(i, 0) for i in range(int(until - since) + 1)],
             "max_per_s": max(per_s.values(), default=0), "max_per_100ms": max(per_100ms.values(), default=0),
             "busiest_100ms_share": round(max(per_100ms.values(), default=0) / len(window), 3) if window else 0}
 
 
+def _say(what: str) -> None:
+    print(f"fleet-sim {time.strftime('%H:%M:%S')} {what}", file=sys.stderr, flush=True)
+
+
+class _Child:
+    """A child process running one Fleet (fleet_gateways.py), spoken to one JSON line at a time."""
+
+    def __init__(self, argv: list[str]):
+        self.proc = subprocess.Popen([sys.executable, "-m", "gateway.platform.fleet_gateways", *argv],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def send(self, *cmd) -> None:
+        self.proc.stdin.write(" ".join(str(c) for c in cmd) + "\n")
+        self.proc.stdin.flush()
+
+    def read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"fleet-sim worker exited ({self.proc.wait()})")
+        return json.loads(line)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+class _Local:
+    """The same commands on a Fleet in this process (--procs 1)."""
+
+    def __init__(self, fleet):
+        self.fleet = fleet
+        self._answer: dict | None = None
+
+    def send(self, *cmd) -> None:
+        fn = getattr(self.fleet, cmd[0])
+        self._answer = fn(*(float(c) for c in cmd[1:]))
+
+    def read(self) -> dict:
+        return self._answer
+
+    def close(self) -> None:
+        pass
+
+
+def _all(parts, *cmd) -> list[dict]:
+    for p in parts:
+        p.send(*cmd)
+    return [p.read() for p in parts]
+
+
 def run(a) -> dict:
     """The whole run; returns the report."""
+    from gateway.platform.fleet_gateways import Fleet, _cpu_s, _raise_fd_limit, _rss_mb
+
     logging.basicConfig(level=logging.WARNING if not a.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not a.verbose:
         # a fleet that loses its broker logs 500 'cannot reach' errors: the report says it better
         logging.getLogger("gateway.sync.uplink").setLevel(logging.CRITICAL)
+    if a.outage_at is not None and a.broker:
+        raise SystemExit("fleet-sim: --outage-at restarts the broker it owns: not with --broker")
     fd_limit = _raise_fd_limit()
     work = Path(a.data_dir or tempfile.mkdtemp(prefix="fleet-sim-"))
     work.mkdir(parents=True, exist_ok=True)
+    procs = max(1, min(a.procs or max(1, -(-a.gateways // 200)), a.gateways))
     broker = proxy = receiver = None
-    report: dict = {"gateways": a.gateways, "sensors_per_gateway": a.sensors, "rate_hz": a.rate,
-                    "period_s": a.period, "duration_s": a.duration, "fd_limit": fd_limit,
-                    "rss_mb_before": round(_rss_mb(), 1), "threads_before": threading.active_count()}
-    if a.outage_at is not None and a.broker:
-        raise SystemExit("fleet-sim: --outage-at restarts the broker it owns: not with --broker")
+    parts: list = []
+    report: dict = {"gateways": a.gateways, "procs": procs, "sensors_per_gateway": a.sensors, "rate_hz": a.rate,
+                    "period_s": a.period, "duration_s": a.duration, "fd_limit": fd_limit}
     try:
         if a.broker:
             host, _, port = a.broker.rpartition(":")
@@ -302,65 +240,67 @@ def run(a) -> dict:
             host, port, rx_port = proxy.host, proxy.port, broker.port
         if a.receiver:
             receiver = FleetReceiver(host, rx_port, db=str(work / "platform.sqlite"),
-                                session=f"fleet-sim-{os.getpid()}").start(timeout=30)
+                                     session=f"fleet-sim-{os.getpid()}").start(timeout=30)
         t0 = time.monotonic()
         cpu0 = _cpu_s()
-        gateways = [SimGateway(i + 1, work, host, port, a) for i in range(a.gateways)]
-        report["build_s"] = round(time.monotonic() - t0, 2)
-        report["rss_mb_built"] = round(_rss_mb(), 1)
-        for gw in gateways:
-            gw.start()
-        online = _wait(lambda: all(g.uplink.connects >= 1 for g in gateways), max(30.0, a.gateways * 0.1))
-        report["all_online_s"] = round(time.monotonic() - t0, 2) if online else None
-        driver = SensorDriver(gateways, a.rate, a.alarm_every)
-        driver.start()
-        started = time.monotonic()
-        rss_peak = _rss_mb()
+        share = [a.gateways // procs + (1 if i < a.gateways % procs else 0) for i in range(procs)]
+        first = 1
+        for n in share:
+            if procs == 1:
+                parts.append(_Local(Fleet(a, first, n, host, port, work)))
+            else:
+                parts.append(_Child(_child_args(a, n, first, f"{host}:{port}", work)))
+            first += n
+        started = _all(parts, "start")
+        report["build_s"] = max(x["build_s"] for x in started)
+        report["online_at_start"] = sum(x["online"] for x in started)
+        report["all_online_s"] = round(time.monotonic() - t0, 2) if all(x["all_online"] for x in started) else None
+        _say(f"online: {report['online_at_start']} of {a.gateways} in {procs} process(es)")
+        _all(parts, "go")
+        began = time.monotonic()
         outage = None
-        while time.monotonic() - started < a.duration:
-            elapsed = time.monotonic() - started
-            if outage is None and a.outage_at is not None and elapsed >= a.outage_at:
-                outage = _outage(a, broker, proxy, gateways)
-            rss_peak = max(rss_peak, _rss_mb())
-            time.sleep(0.2)
+        while time.monotonic() - began < a.duration:
+            if outage is None and a.outage_at is not None and time.monotonic() - began >= a.outage_at:
+                _say("broker stopped")
+                outage = _outage(a, broker, proxy, parts)
+                _say("broker back")
+            _all(parts, "sample")
+            time.sleep(0.5)
         if a.outage_at is not None and outage is None:
-            outage = _outage(a, broker, proxy, gateways)
-        driver.stop_event.set()
-        driver.join(5)
-        cpu_run = _cpu_s() - cpu0
-        wall_run = time.monotonic() - t0
-        report.update({"threads_running": threading.active_count(), "rss_mb_peak": round(rss_peak, 1),
-                       "cpu_s": round(cpu_run, 1), "cpu_pct_of_one_core": round(100 * cpu_run / wall_run, 1),
-                       "readings": driver.readings})
-        for gw in gateways:
-            gw.recorder.flush(30)
-        # what was made up to now must reach the broker; status events keep coming while it drains,
-        # and what the recorders commit at their stop stays in the outboxes for the next start
-        made = {g.id: g.outbox.next_seq - 1 for g in gateways}
-        report["drained"] = _wait(lambda: sum(g.uplink.sender.counts["delivered"] for g in gateways)
-                                  >= sum(made.values()), a.drain_s, 0.5)
-        if receiver is not None:
-            report["platform"] = _platform(receiver, gateways, made, outage, a.drain_s)
-        with ThreadPoolExecutor(32) as pool:
-            list(pool.map(lambda g: g.stop(), gateways))
-        report["events_made"] = sum(made.values())
-        report["events_per_s"] = round(report["events_made"] / a.duration, 1)
-        report["delivered"] = sum(g.uplink.sender.counts["delivered"] for g in gateways)
-        report["connects"] = sum(g.uplink.connects for g in gateways)
-        report["probes"] = sum(g.uplink.redial.probes for g in gateways)
+            outage = _outage(a, broker, proxy, parts)
+        _say("run over; draining")
+        raw = _all(parts, "finish", a.drain_s)
+        made = {k: v for r in raw for k, v in r["made"].items()}
+        wall = time.monotonic() - t0
+        cpu = _cpu_s() - cpu0 + sum(r["cpu_s"] for r in raw if procs > 1)
+        report.update({"threads": sum(r["threads"] for r in raw), "rss_mb_peak": round(sum(r["rss_mb_peak"] for r in raw)
+                                                                                    + (_rss_mb() if procs > 1 else 0), 1),
+                       "cpu_s": round(cpu, 1), "cpu_pct_of_one_core": round(100 * cpu / wall, 1),
+                       "readings": sum(r["readings"] for r in raw), "drained": all(r["drained"] for r in raw),
+                       "events_made": sum(made.values()), "events_per_s": round(sum(made.values()) / a.duration, 1),
+                       "delivered": sum(r["delivered"] for r in raw), "connects": sum(r["connects"] for r in raw),
+                       "probes": sum(r["probes"] for r in raw)})
         if outage is not None:
             back = outage["back_at"]
-            acks = [min((t for t in g.uplink.first_replay_ack if t >= back), default=None) for g in gateways]
-            onl = [min((t for t in g.uplink.online_at if t >= back), default=None) for g in gateways]
+            acks = [min((t for t in ts if t >= back), default=None) for r in raw for ts in r["acks"].values()]
+            onl = [min((t for t in ts if t >= back), default=None) for r in raw for ts in r["online_at"].values()]
             outage["first_replay_ack_s"] = percentiles([t - back for t in acks if t is not None])
             outage["online_s"] = percentiles([t - back for t in onl if t is not None])
             outage["gateways_without_replay_ack"] = sum(1 for t in acks if t is None)
+            refused = sum(r["probes_up"] - r["probes_down"] for r in raw)
+            outage["refused_probes"] = refused  # refused SYNs never reach an accept(): counted at the gateways
+            outage["refused_probes_per_s"] = round(refused / max(0.001, back - outage["down_at"]), 1)
             if proxy is not None:
                 accepts = proxy.accepts()
-                outage["attempts_during_outage"] = attempts_profile(accepts, outage["down_at"], back)
                 outage["attempts_after_return"] = attempts_profile(accepts, back, back + 10.0)
             report["outage"] = outage
+        if receiver is not None:
+            report["platform"] = _platform(receiver, made, outage, a.drain_s)
+        _say("stopping the gateways")
+        _all(parts, "stop")
     finally:
+        for p in parts:
+            p.close()
         if receiver is not None:
             receiver.close()
         if proxy is not None:
@@ -372,26 +312,30 @@ def run(a) -> dict:
     return report
 
 
-def _outage(a, broker, proxy, gateways) -> dict:
+def _child_args(a, n: int, first: int, broker: str, work: Path) -> list[str]:
+    args = ["--first", str(first), "--gateways", str(n), "--broker", broker, "--data-dir", str(work)]
+    for name in ("sensors", "rate", "period", "status_s", "commit_s", "alarm_every", "replay_per_s",
+                 "duration", "drain_s", "prefix"):
+        args += [f"--{name.replace('_', '-')}", str(getattr(a, name))]
+    return args
+
+
+def _outage(a, broker, proxy, parts) -> dict:
     """Stop the broker (the proxy's port refuses first), make one alarm per gateway while it is away,
     start it again after `outage_s`."""
     proxy.pause()
     down_at = time.time()
-    probes = sum(g.uplink.redial.probes for g in gateways)
+    _all(parts, "down")
     broker.stop()
-    for gw in gateways:
-        gw.alarm()  # made offline: every gateway has a backlog to replay
     _wait(lambda: time.time() - down_at >= a.outage_s, a.outage_s + 5, 0.05)
     broker.start()
-    # refused probes never reach an accept(): counted at the gateways
-    probes = sum(g.uplink.redial.probes for g in gateways) - probes
     back_at = proxy.resume()
-    return {"outage_s": round(back_at - down_at, 2), "down_at": down_at, "back_at": back_at,
-            "refused_probes": probes, "refused_probes_per_s": round(probes / (back_at - down_at), 1)}
+    _all(parts, "up")
+    return {"outage_s": round(back_at - down_at, 2), "down_at": down_at, "back_at": back_at}
 
 
-def _platform(receiver, gateways, made: dict, outage, drain_s: float) -> dict:
-    """Whether every (gateway, seq) reached the receiver, and when the first replayed one did."""
+def _platform(receiver, made: dict, outage, drain_s: float) -> dict:
+    """Whether every (gateway, seq) reached the receiver, and when each gateway's first replay did."""
     def missing() -> int:
         got: dict[str, set] = {}
         with receiver._lock:
@@ -407,8 +351,7 @@ def _platform(receiver, gateways, made: dict, outage, drain_s: float) -> dict:
            "invalid": len(receiver.invalid), "undeclared_gaps": len(receiver.undeclared_gaps())}
     if outage is not None:
         back = outage["back_at"]
-        firsts = [min((t for t in receiver.replay_arrivals.get(g.id, ()) if t >= back), default=None)
-                  for g in gateways]
+        firsts = [min((t for t in receiver.replay_arrivals.get(gw, ()) if t >= back), default=None) for gw in made]
         # includes the receiver's own reconnect after the restart (paho's 0.1..2 s delay)
         out["first_replay_arrival_s"] = percentiles([t - back for t in firsts if t is not None])
     return out
@@ -430,6 +373,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--outage-s", type=float, default=30.0, help="how long the broker stays down (default 30)")
     p.add_argument("--receiver", action="store_true", help="run the reference receiver and check every (gateway, seq)")
     p.add_argument("--drain-s", type=float, default=60.0, help="at most this long to drain at the end (default 60)")
+    p.add_argument("--procs", type=int, default=0, help="processes to spread the gateways over (default: one "
+                                                         "per 200 gateways; each has its own GIL)")
     p.add_argument("--prefix", default="fleet", help="gateway id prefix (default fleet)")
     p.add_argument("--data-dir", help="keep the outboxes here (default: a temp dir, removed)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir")
