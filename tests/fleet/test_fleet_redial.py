@@ -67,3 +67,59 @@ def test_without_a_probe_the_wait_is_one_interval():
     stop = threading.Event()
     r.wait("offline", stop)
     assert r.probes == 0 and r.next_retry is None
+
+
+def test_a_broker_that_says_server_busy_is_backed_off_not_probed():
+    """A listener that answers every CONNECT with an MQTT 5 CONNACK 0x89 (Server busy): the uplink's
+    state says so, its tries are a growing backoff, and it never probes (the broker is there)."""
+    import time
+
+    from gateway.config.model import Uplink as UplinkConfig
+    from gateway.record import Outbox
+    from gateway.sync import Uplink
+    from tests.mosquitto import wait_for
+
+    connects: list[float] = []
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    srv.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                continue
+            with c:
+                c.settimeout(2)
+                try:
+                    if c.recv(1024)[:1] == b"\x10":  # CONNECT
+                        connects.append(time.monotonic())
+                        c.sendall(bytes([0x20, 0x03, 0x00, 0x89, 0x00]))  # CONNACK, reason 0x89, no properties
+                except OSError:
+                    pass
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        ob = Outbox(f"{d}/o.db", "busy-gw")
+        up = Uplink(UplinkConfig(host="127.0.0.1", port=srv.getsockname()[1]), ob, "busy-gw", {},
+                    backoff_initial_s=0.1, backoff_max_s=60.0).start()
+        try:
+            wait_for(lambda: len(connects) >= 5, 30, what="five CONNECTs")
+            st = up.status()
+            assert st["state"] == "busy" and "shedding load" in st["last_error"], st
+            assert st["probes"] == 0
+            gaps = [b - a for a, b in zip(connects, connects[1:])]
+            # 0.1, 0.2, 0.4, 0.8 s, each scaled by [0.5, 1]: the last gap is longer than the first
+            assert gaps[-1] > gaps[0] and gaps[-1] >= 0.4, gaps
+        finally:
+            up.stop()
+            ob.close()
+            stop.set()
+            t.join(2)
+            srv.close()
