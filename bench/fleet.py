@@ -73,7 +73,7 @@ def fleet(gateways: int, duration: float, outage_at: float, outage_s: float) -> 
         out = os.path.join(d, "fleet.json")
         cmd = [sys.executable, "-m", "gateway.platform.cli", "fleet-sim", "--gateways", str(gateways),
                "--duration", str(duration), "--outage-at", str(outage_at), "--outage-s", str(outage_s),
-               "--receiver", "--drain-s", "120", "--json", out]
+               "--receiver", "--drain-s", "420", "--json", out]
         t = time.monotonic()
         r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=duration + outage_s + 600)
         if not os.path.exists(out):
@@ -103,7 +103,7 @@ def rows(r: dict) -> list[tuple]:
                     f"({ack['n']} of {fl['gateways']})", "p99 <= 2 s", ack["p99"] <= 2.0
                     and ack["n"] == fl["gateways"]))
     if arr.get("n"):
-        out.append(("... at the reference receiver (its own reconnect included), p50 / p99 / max",
+        out.append(("... at the reference receiver (behind its own backlog: ~300 events/s here), p50 / p99 / max",
                     f"{arr['p50']:.2f} / {arr['p99']:.2f} / {arr['max']:.2f} s", "—", None))
     after = o.get("attempts_after_return")
     if after:
@@ -119,7 +119,7 @@ def rows(r: dict) -> list[tuple]:
                 f"{fl.get('events_made', 0):,} ({fl.get('events_per_s', 0):.0f}/s) / {p.get('missing')} / "
                 f"{p.get('duplicates')}", "0 missing", p.get("missing") == 0))
     out.append((f"fleet process with {fl['gateways']} gateways: threads / RSS peak / CPU",
-                f"{fl.get('threads_running')} / {fl.get('rss_mb_peak'):.0f} MB / "
+                f"{fl.get('threads')} / {fl.get('rss_mb_peak'):.0f} MB / "
                 f"{fl.get('cpu_pct_of_one_core'):.0f} % of a core", "—", None))
     return out
 
