@@ -42,7 +42,10 @@ def steps(quick: bool) -> list[tuple[str, str, dict]]:
                                         "calls": 50 if q else 300}),
           ("flood", "command_flood", {"flood": 2_000 if q else 10_000, "rounds": 4 if q else 8}),
           ("reloads", "reload_relays", {"reloads": 50 if q else 1000}),
-          ("write_volume", "write_volume", {"warmup_s": 5.0 if q else 15.0, "window_s": 30.0 if q else 180.0})]
+          ("write_volume", "write_volume", {"warmup_s": 5.0 if q else 15.0, "window_s": 30.0 if q else 180.0}),
+          # issue 14 item 5: ~15 min (10 outages of 30 s; 500 gateways for 2 min, a 30 s outage, the receiver catching up)
+          ("fleet", "fleet", {"runs": 3, "outage_s": 5.0, "gateways": 50, "duration": 30.0, "outage_at": 10.0}
+           if q else {"runs": 10, "outage_s": 30.0, "gateways": 500, "duration": 120.0, "outage_at": 40.0})]
     return s
 
 

@@ -115,6 +115,10 @@ def figures(r: dict) -> list[dict]:
         x = r["reloads"]
         row(f"relay drops across {x['reloads']:,} reloads with an alarm active ({x['reload_ms']:.0f} ms each)",
             f"{x['drops']}", "0", x["drops"] == 0)
+    if not missing("fleet", "fleet reconnect (bench/fleet.py)"):
+        from bench import fleet
+        for figure, measured, target, met in fleet.rows(r["fleet"]):
+            row(figure, measured, target, met)
     return rows
 
 

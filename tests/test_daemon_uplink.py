@@ -38,12 +38,17 @@ def _config(tmp_path, sim_port: int, broker_port: int) -> str:
 
 @pytest.fixture
 def field(tmp_path):
-    with Mosquitto(tmp_path / "broker") as broker, SimBus.tcp("127.0.0.1", 0) as sim:
+    # persistence + the receiver's persistent session: the subscription outlives a broker restart.
+    # Without it an event the gateway publishes after the restart but before the receiver has
+    # re-subscribed has no subscriber: mosquitto acks it (the gateway rightly marks it delivered) and
+    # drops it, and the test waits forever (seen: the replayed alarm PUBLISHed 0.3 s before the
+    # receiver's SUBSCRIBE, in about 1 run of 4 once the gateway came back within 1 s).
+    with Mosquitto(tmp_path / "broker", persistence=True) as broker, SimBus.tcp("127.0.0.1", 0) as sim:
         path = _config(tmp_path, sim.port, broker.port)
         cfg = load_config(path)
         sim.add_device(1, cfg.sensors["garage-b2-water"].profile, {"level": 2.0})
         sim.add_device(2, cfg.sensors["hydrant-3"].profile, {"pressure": 0.3})
-        rx = Receiver("127.0.0.1", broker.port).start()
+        rx = Receiver("127.0.0.1", broker.port, session="platform-uplink-test").start()
         try:
             yield broker, sim, path, rx
         finally:
@@ -96,8 +101,10 @@ def test_broker_outage_events_are_kept_and_delivered_alarms_first(field):
         wait_for(status, 20, what="the alarm waiting in the outbox")
         n_before = len(rx.events)
         broker.start()
+        # the gateway is back within ~1 s of the broker (probes, not a grown backoff: issue 14 item 5) and
+        # the receiver within its own 2 s; 20 s is load margin on a shared machine
         wait_for(lambda: any(e.get("transition") == "raised" and e["level"] == "yellow" for e in rx.of_type("alarm")),
-                 120, what="alarm delivered after the outage")  # the reconnect backoff may be ~60 s by then
+                 20, what="alarm delivered after the outage")
         # Of the events made while the broker was away, the alarm comes first (messages that were
         # in flight at the disconnect are re-sent before them, one by one).
         made_offline = [e for e in rx.events[n_before:] if e["type"] in ("alarm", "telemetry")

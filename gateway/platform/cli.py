@@ -11,6 +11,8 @@ to see what a gateway sends.
                                              issue times only grow per key (FILE.issued keeps the last)
     gateway-platform gb26875-centre --port P [--address A] [--deny N] [--stall N] [--drop N] [--cut N]
                                              a GB/T 26875.3 monitoring centre: confirm, decode to JSON lines
+    gateway-platform fleet-sim --gateways N [--duration S] [--outage-at S --outage-s S] [--receiver] [--json F]
+                                             N simulated gateways on the gateway's own outbox/uplink (docs/fleet.md)
     gateway-platform sl651-centre --port P [--deny N] [--stall N] [--drop N] [--cut N] [--eot]
                                              an SL 651-2014 centre: confirm (M2), decode to JSON lines
 """
@@ -67,6 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     sd.add_argument("--tls-key", help="the MQTT client certificate's key (--key is the signing key)")
     sd.add_argument("--username")
     sd.add_argument("--password", default=os.environ.get("GATEWAY_PLATFORM_PASSWORD"))
+    from gateway.platform import fleet_sim
+
+    fleet_sim.add_arguments(sub.add_parser("fleet-sim", help="many simulated gateways with the gateway's own "
+                                                              "outbox and uplink code (docs/fleet.md)"))
     for name, what in (("gb26875-centre", "a GB/T 26875.3 fire monitoring centre (docs/gb26875.md)"),
                        ("sl651-centre", "an SL 651-2014 flood-office centre (docs/sl651.md)")):
         c = sub.add_parser(name, help=f"{what}: receive, confirm, print JSON lines")
@@ -186,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
             return _keygen(args, out)
         if args.command == "send":
             return _send(args, out)
+        if args.command == "fleet-sim":
+            from gateway.platform import fleet_sim
+            return fleet_sim.main(args)
         if args.command in ("gb26875-centre", "sl651-centre"):
             return _centre(args, out)
         from gateway.platform.receiver import Receiver

@@ -1,5 +1,7 @@
 """What the city-protocol uplinks (GB/T 26875.3, SL 651) share: one thread that owns one TCP
-connection to one centre, reconnects with backoff and jitter, reads the socket in short slices so it
+connection to one centre, reconnects on the schedule of reconnect.py (a centre that is not there is
+tried again every ~1 s, jittered, however long it has been away; backoff only after an unexpected
+error), reads the socket in short slices so it
 can answer the centre while it waits for a confirmation, and keeps a status snapshot the caller reads
 without touching the disk or the network.
 
@@ -19,7 +21,8 @@ from datetime import datetime
 
 from gateway.errors import GatewayError, OutboxError
 from gateway.record import envelope
-from gateway.sync.pacing import Backoff, TokenBucket
+from gateway.sync.pacing import TokenBucket
+from gateway.sync.reconnect import Redial
 
 log = logging.getLogger(__name__)
 _SLICE_S = 0.05
@@ -51,14 +54,17 @@ class CentreLink(abc.ABC):
     name = "centre"
 
     def __init__(self, host: str, port: int, cursor, *, record=None, connect_timeout_s: float = 5.0,
-                 backoff_initial_s: float = 1.0, backoff_max_s: float = 60.0, answers_per_s: float = 20.0):
+                 backoff_initial_s: float = 1.0, backoff_max_s: float = 60.0, answers_per_s: float = 20.0,
+                 retry_s: float = 1.0):
         self.host, self.port = host, port
         self.address = f"{host}:{port}"
         self.cursor = cursor
         self.outbox = cursor.outbox
         self._record_event = record
         self._connect_timeout = connect_timeout_s
-        self.backoff = Backoff(backoff_initial_s, min(backoff_max_s, 60.0))
+        # the session's own connect is a plain TCP connect: it is the probe
+        self.redial = Redial(host, port, probe_s=retry_s, backoff_initial_s=backoff_initial_s,
+                             backoff_max_s=min(backoff_max_s, 60.0), probe=False)
         # a centre that floods us with requests gets at most this many answers a second
         self.answer_bucket = TokenBucket(answers_per_s, burst=max(1.0, answers_per_s))
         self.sock: socket.socket | None = None
@@ -68,7 +74,6 @@ class CentreLink(abc.ABC):
         self.state = "stopped"
         self.last_error: str | None = None
         self.connected_at: float | None = None
-        self.next_retry: float | None = None
         self.heartbeat = time.monotonic()
         self.counts: dict[str, int] = {}
         self._snapshot: dict = {}
@@ -104,8 +109,8 @@ class CentreLink(abc.ABC):
         return {"state": self.state, "centre": self.address,
                 "connected_since": envelope.iso_ms(self.connected_at) if self.connected_at else None,
                 "last_error": self.last_error,
-                "next_retry_in_s": None if self.next_retry is None else
-                round(max(0.0, self.next_retry - time.monotonic()), 1),
+                "next_retry_in_s": None if self.redial.next_retry is None else
+                round(max(0.0, self.redial.next_retry - time.monotonic()), 1),
                 **counts, "thread_alive": self._thread is not None and self._thread.is_alive(),
                 **snapshot}
 
@@ -166,26 +171,29 @@ class CentreLink(abc.ABC):
     # -- the thread ----------------------------------------------------------------------------
     def _run(self) -> None:
         while not self._stop.is_set():
+            kind = "offline"
             try:
                 self._session()
             except LinkError as e:
+                kind = e.kind
                 self._failed(e.kind, str(e))
             except OSError as e:
-                self._failed("unreachable", f"cannot reach {self.address}: {e}")
+                kind = "unreachable"
+                self._failed(kind, f"cannot reach {self.address}: {e}")
             except Exception as e:  # noqa: BLE001 - supervision: whatever happens, retry later
                 log.exception("%s session with %s failed unexpectedly", self.name, self.address)
-                self._failed("error", f"{type(e).__name__}: {e}")
+                kind = "error"
+                self._failed(kind, f"{type(e).__name__}: {e}")
             finally:
                 self._close()
             if self._stop.is_set():
                 break
-            self.next_retry = time.monotonic() + self.backoff.next()
-            while not self._stop.is_set() and time.monotonic() < self.next_retry:
-                self.heartbeat = time.monotonic()
-                self._refresh()
-                self._stop.wait(min(0.25, max(0.0, self.next_retry - time.monotonic())))
-            self.next_retry = None
+            self.redial.wait(kind, self._stop, self._waiting)
         self.state = "stopped"
+
+    def _waiting(self) -> None:
+        self.heartbeat = time.monotonic()
+        self._refresh()
 
     def _failed(self, kind: str, message: str) -> None:
         self.state = kind
@@ -208,6 +216,7 @@ class CentreLink(abc.ABC):
         self.sock = socket.create_connection((self.host, self.port), timeout=self._connect_timeout)
         self.sock.settimeout(_SLICE_S)
         self.connected_at = time.time()
+        self.redial.online()
         self.count("connects")
         self.state = "online"
         log.info("%s uplink connected to %s", self.name, self.address)

@@ -2,10 +2,12 @@
 
 One thread owns everything MQTT: it connects (a fresh paho client per session), publishes from the
 outbox through the Sender, reads PUBACKs, marks rows delivered, hands commands to a callback and
-reconnects with exponential backoff and jitter (<= 60 s). Driving paho's `loop()` from this thread,
-instead of `loop_start()`, means there is no second network thread to supervise (long-outage
-reconnect bugs have been reported against it), no lock ordering between threads, and a new client
-per session: paho re-sends its own in-memory in-flight messages on reconnect, but the outbox is the
+reconnects on the schedule of reconnect.py: while the broker is away a plain TCP probe every ~1 s
+(jittered, not growing through the outage), the full MQTT connect once a probe connects; exponential
+backoff (<= 60 s) only after the broker itself said no (credentials, TLS, server busy). Driving paho's
+`loop()` from this thread, instead of `loop_start()`, means there is no second network thread to
+supervise (long-outage reconnect bugs have been reported against it), no lock ordering between
+threads, and a new client per session: paho re-sends its own in-memory in-flight messages on reconnect, but the outbox is the
 truth and the Sender re-sends from it.
 
 The caller never waits: start(), stop(), reply() and status() return at once (stop() waits for the
@@ -34,7 +36,8 @@ from gateway.errors import OutboxError, UplinkError
 from gateway.record import envelope
 from gateway.record.clock import SyncState
 from gateway.record.outbox import Outbox, Pending
-from gateway.sync.pacing import Backoff, TokenBucket
+from gateway.sync.pacing import TokenBucket
+from gateway.sync.reconnect import Redial
 from gateway.sync.sender import Sender
 from gateway.sync.tls import tls_context
 
@@ -42,6 +45,9 @@ log = logging.getLogger(__name__)
 
 PROTOCOLS = {"5": mqtt.MQTTv5, "5.0": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311, "311": mqtt.MQTTv311}
 CREDENTIALS_REFUSED = {0x86, 0x87}  # bad user name or password; not authorised (3.1.1 codes 4, 5)
+# MQTT 5 CONNACK: server busy, quota exceeded, connection rate exceeded (3.1.1: 3 server unavailable,
+# which paho maps to 0x88 and which a restarting broker may send too: a plain refusal then)
+BROKER_BUSY = {0x89, 0x97, 0x9F}
 OFFLINE_LWT = json.dumps({"state": "offline"}, separators=(",", ":"))
 _PACKET_OVERHEAD = 512  # topic, fixed header and properties within the broker's Maximum Packet Size
 
@@ -57,7 +63,7 @@ class Uplink:
     commands in, replies out."""
 
     def __init__(self, cfg: UplinkConfig, outbox: Outbox, gateway_id: str, birth_info: dict | None = None, *,
-                 on_command=None, backoff_initial_s: float = 1.0, backoff_max_s: float = 60.0,
+                 on_command=None, backoff_initial_s: float = 1.0, backoff_max_s: float = 60.0, probe_s: float = 1.0,
                  max_message_bytes: int = 256 * 1024, connack_timeout_s: float = 10.0,
                  housekeep_s: float = 30.0, shutdown_drain_s: float = 2.0, writer=None, record=None):
         if str(cfg.protocol) not in PROTOCOLS:
@@ -80,7 +86,9 @@ class Uplink:
         self.cmd_filter = f"{self.base}/cmd/#"
         self.address = f"{cfg.host}:{cfg.port}"
         self.sender = Sender(outbox, cfg.inflight_max, TokenBucket(cfg.replay_per_s), max_message_bytes)
-        self.backoff = Backoff(backoff_initial_s, min(backoff_max_s, 60.0))
+        # probes while the broker is away; the backoff is for a broker that answered no
+        self.redial = Redial(cfg.host, cfg.port, probe_s=probe_s, backoff_initial_s=backoff_initial_s,
+                             backoff_max_s=min(backoff_max_s, 60.0), probe_timeout_s=min(2.0, connack_timeout_s))
         self._connack_timeout = connack_timeout_s
         self._housekeep_s = housekeep_s
         self._drain_s = shutdown_drain_s
@@ -93,7 +101,6 @@ class Uplink:
         self._state = "stopped"
         self._last_error: str | None = None
         self._connected_at: float | None = None
-        self._next_retry: float | None = None
         self._heartbeat = time.monotonic()
         self._snapshot: dict = {}
         self._snapshot_at = 0.0
@@ -150,9 +157,10 @@ class Uplink:
             "protocol": "5" if self.protocol == mqtt.MQTTv5 else "3.1.1",
             "connected_since": envelope.iso_ms(self._connected_at) if self._connected_at else None,
             "last_error": self._last_error,
-            "next_retry_in_s": None if self._next_retry is None else
-            round(max(0.0, self._next_retry - time.monotonic()), 1),
-            "connects": self.connects, "attempts": self.attempts,
+            "next_retry_in_s": None if self.redial.next_retry is None else
+            round(max(0.0, self.redial.next_retry - time.monotonic()), 1),
+            # attempts: every try the broker could see (full sessions and TCP probes)
+            "connects": self.connects, "attempts": self.attempts + self.redial.probes, "probes": self.redial.probes,
             "inflight": len(self.sender.inflight),
             **{k: counts[k] for k in ("published", "delivered", "resent", "replayed", "poison", "refused")},
             "thread_alive": self._thread is not None and self._thread.is_alive(),
@@ -162,23 +170,21 @@ class Uplink:
     # -- the uplink thread ---------------------------------------------------------------------
     def _run(self) -> None:
         while not self._stop.is_set():
+            kind = "unreachable"  # a session that went online and then lost the link
             try:
                 self._session()
             except UplinkError as e:
-                self._failed(getattr(e, "kind", "error"), str(e))
+                kind = getattr(e, "kind", "error")
+                self._failed(kind, str(e))
             except Exception as e:  # noqa: BLE001
                 # supervision: whatever paho, the socket or a bug throws, this thread lives on and
                 # retries; the traceback goes to the log
                 log.exception("uplink session to %s failed unexpectedly", self.address)
-                self._failed("error", f"{type(e).__name__}: {e}")
+                kind = "error"
+                self._failed(kind, f"{type(e).__name__}: {e}")
             if self._stop.is_set():
                 break
-            delay = self.backoff.next()
-            self._next_retry = time.monotonic() + delay
-            while not self._stop.is_set() and time.monotonic() < self._next_retry:
-                self._tick()
-                self._stop.wait(min(0.5, max(0.0, self._next_retry - time.monotonic())))
-            self._next_retry = None
+            self.redial.wait(kind, self._stop, self._tick)
         self._state = "stopped"
         self._refresh(force=True)
 
@@ -260,6 +266,8 @@ class Uplink:
         except OSError as e:
             raise _uplink_error("unreachable", f"cannot reach broker {self.address}: {e}") from e
         reason, _props = self._connack
+        if reason.is_failure and reason.value in BROKER_BUSY:
+            raise _uplink_error("busy", f"broker {self.address} is shedding load: {reason} (backing off)")
         if reason.is_failure:
             if reason.value in CREDENTIALS_REFUSED:
                 raise _uplink_error("refused", f"broker {self.address} refused the credentials of "
@@ -269,7 +277,7 @@ class Uplink:
 
     def _online(self, client: mqtt.Client) -> None:
         _reason, props = self._connack
-        self.backoff.reset()
+        self.redial.online()
         self.connects += 1
         self._connected_at = time.time()
         self._last_error = None
