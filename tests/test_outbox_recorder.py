@@ -114,7 +114,7 @@ def test_period_summary_min_max_mean_last_count():
         assert agg.feed(reading(v), now=t) == []
     assert agg.due(now=59) == []
     (rep,) = agg.due(now=61)
-    assert (rep["min"], rep["max"], rep["mean"], rep["last"], rep["count"]) == (9.0, 12.0, 32.0 / 3, 12.0, 3)
+    assert (rep["min"], rep["max"], rep["mean"], rep["last"], rep["count"]) == (9.0, 12.0, 10.66667, 12.0, 3)
     assert rep["reason"] == "period" and rep["period_s"] == 61 and rep["quality"] == "good"
     assert agg.due(now=200) == []  # an empty window says nothing
 
