@@ -1,4 +1,4 @@
-"""`make bench`: measure every figure of issues 5 and 7, print one table (figure, measured, target,
+"""`make bench`: measure every figure of issues 5, 7, 11 (SD writes) and 14 (wire bytes), print one table (figure, measured, target,
 met / NOT met), and write docs/benchmarks.md with its plots in docs/bench/.
 
     python -m bench                 # everything (~8-10 minutes on 2 cores)
@@ -42,7 +42,9 @@ def steps(quick: bool) -> list[tuple[str, str, dict]]:
                                         "calls": 50 if q else 300}),
           ("flood", "command_flood", {"flood": 2_000 if q else 10_000, "rounds": 4 if q else 8}),
           ("reloads", "reload_relays", {"reloads": 50 if q else 1000}),
-          ("write_volume", "write_volume", {"warmup_s": 5.0 if q else 15.0, "window_s": 30.0 if q else 180.0})]
+          ("write_volume", "write_volume", {"warmup_s": 5.0 if q else 15.0, "window_s": 30.0 if q else 180.0}),
+          ("wire_bytes", "wire_bytes", {"speed": 10.0 if q else 1.0, "warmup_s": 8.0 if q else 65.0,
+                                        "window_s": 20.0 if q else 120.0})]
     return s
 
 

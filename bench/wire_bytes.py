@@ -49,6 +49,7 @@ class MqttStream:
         self.by_type: dict[str, int] = {}
         self.telemetry_bytes = self.readings = self.telemetry_messages = 0
         self.other_events: dict[str, list[int]] = {}  # event type -> [messages, bytes]
+        self.sample = ""  # the start of the last telemetry payload
         self.lock = threading.Lock()
 
     def feed(self, data: bytes) -> None:
@@ -105,6 +106,7 @@ class MqttStream:
             self.telemetry_bytes += total
             self.telemetry_messages += 1
             self.readings += len(msg["readings"]) if "readings" in msg else 1
+            self.sample = payload.decode()[:600]
         else:
             m = self.other_events.setdefault(type_, [0, 0])
             m[0] += 1
@@ -193,7 +195,7 @@ def one(n: int, moving: int, speed: float, warmup_s: float, window_s: float, bro
             with up.lock, down.lock:
                 snap = {"up": dict(up.by_type), "down": dict(down.by_type), "telemetry_bytes": up.telemetry_bytes,
                         "readings": up.readings, "telemetry_messages": up.telemetry_messages,
-                        "other_events": {k: list(v) for k, v in up.other_events.items()}}
+                        "other_events": {k: list(v) for k, v in up.other_events.items()}, "sample": up.sample}
         finally:
             stop.set()
             if proc is not None:

@@ -6,14 +6,16 @@ envelope once and each reading as the short array the outbox stores (gateway/rec
 
     {"v":2,"gw":"pd-zhangjiang-001","seq":1000,"to_seq":1049,"ts":"2025-06-01T08:00:00.000Z",
      "clock_synced":true,"boot":"6f1c...","type":"telemetry","replay":false,
-     "readings":[[0,0,"water-1","level","cm",0,0,60.0,60,0,21.4], [1,3,"water-2",...], ...]}
+     "readings":[[0,0,"water-1","level","cm",0,0,60.001,60,0,21.4], [1,3,"water-2",...], ...]}
 
     reading = [dseq, dts_ms, sensor, point, unit, quality, reason, period_s, count, bad, last(, min, max, mean(, fault))]
 
-Each reading keeps its own seq (`seq + dseq`) and id (`<gw>/<seq>`), so the platform de-duplicates and
-detects gaps per reading as before; `ts` of a reading is the batch's `ts` plus `dts_ms`. Quality and
-reason are codes (compact.QUALITIES, compact.REASONS); min, max and mean are left out when they equal
-`last`. Alarms, faults, audit, status and gap events are never batched (gateway/contract/
+Each reading keeps its own seq and id (`<gw>/<seq>`), so the platform de-duplicates and detects gaps
+per reading as before. `dseq` and `dts_ms` step from the reading before (the first from the batch's
+`seq` and `ts`, so it has 0, 0): the seqs of one batch are nearly consecutive and its readings close in
+time, so the steps are a digit or two where offsets from the start would be five. Quality and reason
+are codes (compact.QUALITIES, compact.REASONS); min, max and mean are left out when they equal `last`;
+a whole number is written without its `.0` (the same JSON number). Alarms, faults, audit, status and gap events are never batched (gateway/contract/
 telemetry-batch.json; docs/asyncapi.yaml). `expand` turns a batch back into the single events.
 """
 
@@ -50,16 +52,28 @@ def reading_bytes(row) -> int:
     return len(row.body) + 12
 
 
+def _short(v):
+    """A whole float as an integer (10.0 -> 10: the same JSON number, two bytes less)."""
+    return int(v) if isinstance(v, float) and v.is_integer() and abs(v) < 2 ** 53 else v
+
+
+def _reading(dseq: int, dts: int, body: str) -> str:
+    items = json.loads(body)[1:]
+    items[5:] = [_short(v) for v in items[5:]]  # period_s, count, bad, last, min, max, mean (a fault stays text)
+    return json.dumps([dseq, dts, *items], separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def build(rows, context, replay: bool) -> str:
     """The batch of packed telemetry `rows` (in seq order, one ctx) as JSON. `context(n)` gives
     (gateway id, boot, clock_synced) of the rows' ctx."""
     gw, boot, synced = context(compact.ctx_of(rows[0].body))
     ms = [ms_of(r.ts) for r in rows]
-    base, seq0 = min(ms), rows[0].seq
-    head = json.dumps({"v": BATCH_VERSION, "gw": gw, "seq": seq0, "to_seq": rows[-1].seq, "ts": iso_of_ms(base),
-                       "clock_synced": bool(synced), "boot": boot, "type": TELEMETRY, "replay": bool(replay)},
-                      separators=(",", ":"), ensure_ascii=False)
-    readings = ",".join(f"[{r.seq - seq0},{m - base},{compact.after_ctx(r.body)}" for r, m in zip(rows, ms))
+    head = json.dumps({"v": BATCH_VERSION, "gw": gw, "seq": rows[0].seq, "to_seq": rows[-1].seq,
+                       "ts": iso_of_ms(ms[0]), "clock_synced": bool(synced), "boot": boot, "type": TELEMETRY,
+                       "replay": bool(replay)}, separators=(",", ":"), ensure_ascii=False)
+    # each reading's seq and ts as the step from the reading before (the first: from the batch's own)
+    readings = ",".join(_reading(r.seq - (rows[i - 1].seq if i else r.seq), m - (ms[i - 1] if i else m), r.body)
+                        for i, (r, m) in enumerate(zip(rows, ms)))
     return f'{head[:-1]},"readings":[{readings}]}}'
 
 
@@ -70,12 +84,11 @@ def is_batch(payload) -> bool:
 def expand(batch: dict) -> list[dict]:
     """The single telemetry events a valid batch carries, in its order, in the form a gateway of
     contract 1 sends them (`v` 1, gateway/contract/telemetry.json): what the platform stores."""
-    gw, seq0 = batch["gw"], batch["seq"]
-    base = _ms_of_iso(batch["ts"])
+    gw, seq, ms = batch["gw"], batch["seq"], _ms_of_iso(batch["ts"])
     out = []
     for reading in batch["readings"]:
-        seq = seq0 + reading[0]
-        event = {"v": ENVELOPE_VERSION, "id": f"{gw}/{seq}", "seq": seq, "ts": iso_of_ms(base + reading[1]),
+        seq, ms = seq + reading[0], ms + reading[1]
+        event = {"v": ENVELOPE_VERSION, "id": f"{gw}/{seq}", "seq": seq, "ts": iso_of_ms(ms),
                  "clock_synced": batch["clock_synced"], "boot": batch["boot"], "type": TELEMETRY,
                  "replay": batch["replay"]}
         event.update(compact.fields_of(reading[2:]))
