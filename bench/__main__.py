@@ -44,7 +44,7 @@ def steps(quick: bool) -> list[tuple[str, str, dict]]:
           ("reloads", "reload_relays", {"reloads": 50 if q else 1000}),
           ("write_volume", "write_volume", {"warmup_s": 5.0 if q else 15.0, "window_s": 30.0 if q else 180.0}),
           ("wire_bytes", "wire_bytes", {"speed": 10.0 if q else 1.0, "warmup_s": 8.0 if q else 65.0,
-                                        "window_s": 20.0 if q else 120.0})]
+                                        "window_s": 20.0 if q else 180.0})]
     return s
 
 

@@ -238,7 +238,8 @@ def _frames(wal: str, last: list) -> list[int]:
             last[0] += 1
 
 
-def offline(sensors: int = 50, moving: int = 10, hours: float = 2.0, commit_s: float | None = None) -> dict:
+def offline(sensors: int = 50, moving: int = 10, hours: float = 2.0, commit_s: float | None = None,
+            autocheckpoint: int | None = None) -> dict:
     """The Outbox alone, the site's commits in simulated time after a day of history: WAL frames per
     group commit by B-tree, and MB/day of WAL and of all writes (wchar) from this process."""
     import types
@@ -254,6 +255,8 @@ def offline(sensors: int = 50, moving: int = 10, hours: float = 2.0, commit_s: f
         with tempfile.TemporaryDirectory(prefix="wv-offline-", dir="/var/tmp") as td:
             path = os.path.join(td, "outbox.sqlite")
             ob = Outbox(path, f"bench-{sensors}")
+            if autocheckpoint is not None:  # the checkpoint policy tried (SQLite's default: 1000 pages)
+                ob.db.execute(f"PRAGMA wal_autocheckpoint={int(autocheckpoint)}")
 
             def run(seconds, frames=None):
                 marks, last, k = [], [0, None], 0
@@ -282,6 +285,7 @@ def offline(sensors: int = 50, moving: int = 10, hours: float = 2.0, commit_s: f
     per_day = 86400 / (hours * 3600)
     by = collections.Counter(owner.get(pg, "freelist") for pg in frames)
     return {"sensors": sensors, "moving": moving, "commit_s": commit_s, "page_size": page, "rows": rows,
+            "autocheckpoint": autocheckpoint,
             "commits": commits, "frames_per_commit": len(frames) / commits,
             "wal_mb_day": len(frames) * (page + 24) * per_day / 1e6,
             "wchar_mb_day": (io1["wchar"] - io0["wchar"]) * per_day / 1e6,
