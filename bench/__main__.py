@@ -1,4 +1,4 @@
-"""`make bench`: measure every figure of issues 5 and 7, print one table (figure, measured, target,
+"""`make bench`: measure every figure of issues 5, 7, 11 (SD writes) and 14 (wire bytes), print one table (figure, measured, target,
 met / NOT met), and write docs/benchmarks.md with its plots in docs/bench/.
 
     python -m bench                 # everything (~8-10 minutes on 2 cores)
@@ -45,7 +45,9 @@ def steps(quick: bool) -> list[tuple[str, str, dict]]:
           ("write_volume", "write_volume", {"warmup_s": 5.0 if q else 15.0, "window_s": 30.0 if q else 180.0}),
           # issue 14 item 5: ~15 min (10 outages of 30 s; 500 gateways for 2 min, a 30 s outage, the receiver catching up)
           ("fleet", "fleet", {"runs": 3, "outage_s": 5.0, "gateways": 50, "duration": 30.0, "outage_at": 10.0}
-           if q else {"runs": 10, "outage_s": 30.0, "gateways": 500, "duration": 120.0, "outage_at": 40.0})]
+           if q else {"runs": 10, "outage_s": 30.0, "gateways": 500, "duration": 120.0, "outage_at": 40.0}),
+          ("wire_bytes", "wire_bytes", {"speed": 10.0 if q else 1.0, "warmup_s": 8.0 if q else 65.0,
+                                        "window_s": 20.0 if q else 180.0})]
     return s
 
 

@@ -79,6 +79,14 @@ def figures(r: dict) -> list[dict]:
             split = ", ".join(f"{k} {v:.0f}" for k, v in x["split_mb_per_day"].items() if v >= 0.5) or "—"
             row(f"SD writes/day, {x['sensors']} sensors, {x['moving']} moving (by file: {split})",
                 f"{x['mb_per_day']:.0f} MB/day", "< 150 MB/day", x["mb_per_day"] < 150)
+    if not missing("wire_bytes", "telemetry bytes on the wire"):
+        w = r["wire_bytes"]
+        for x in w["rows"]:
+            row(f"telemetry on the wire, {x['sensors']} sensors, {x['moving']} moving ({x['readings_per_message']:.0f} "
+                f"readings/message; one reading alone: {w['single_bytes_per_reading']:.0f} B)",
+                f"{x['bytes_per_reading']:.1f} B/reading", f"<= {w['target_bytes']:g} B", x["bytes_per_reading"] <= w["target_bytes"])
+            row(f"  MQTT both ways per month, {x['sensors']} sensors, {x['moving']} moving (telemetry "
+                f"{x['telemetry_mb_month']:.0f} MB)", f"{x['total_mb_month']:.0f} MB/month")
     if not missing("load", "gateway run CPU / RSS"):
         ld = r["load"]
         for x in ld["rows"]:
@@ -535,6 +543,35 @@ def write(run: dict, rows: list[dict], md_path: Path, png_dir: Path) -> Path:
     if "cold" in plots:
         add("")
         add(f"![cold start and status]({plots['cold']})")
+    add("")
+    # SD writes and wire bytes (issues 11 and 14)
+    add("## SD card writes and bytes on the wire")
+    add("")
+    add("`bench/write_volume.py`: bytes written per day by `gateway run` at 50 sensors, defaults, from /proc/PID/io "
+        "`write_bytes`, split by file from the write syscalls (strace), time-compressed x10, the outbox prefilled with "
+        "a day of delivered history whose oldest rows expire at the compressed rate (housekeeping deletes as fast as "
+        "the site records: the steady state). `--offline` says which B-tree the WAL pages belong to. "
+        "`bench/wire_bytes.py`: the daemon's MQTT connection through a counting proxy; every whole MQTT packet "
+        "counted (fixed header, topic, packet id, properties, payload), in real time; telemetry bytes per reading "
+        "= PUBLISH packets on `.../event/telemetry` / the readings in them. TCP/IP and TLS overhead not included. "
+        "docs/outbox.md (\"SD card\") and docs/asyncapi.yaml (telemetry batches) explain both.")
+    wv = r.get("write_volume")
+    if wv and "error" not in wv:
+        add("")
+        for x in wv["rows"]:
+            split = ", ".join(f"{k} {v:.1f}" for k, v in x["split_mb_per_day"].items())
+            add(f"- {x['sensors']} sensors, {x['moving']} moving: {x['mb_per_day']:.1f} MB/day "
+                f"(write syscalls by file, MB/day: {split}; history prefilled: {x.get('prefill_rows', 0):,} rows)")
+    wb = r.get("wire_bytes")
+    if wb and "error" not in wb:
+        add("")
+        for x in wb["rows"]:
+            add(f"- {x['sensors']} sensors, {x['moving']} moving: {x['bytes_per_reading']:.1f} bytes/reading "
+                f"({x['readings_per_message']:.1f} readings/message, {x['readings_per_day']:,.0f} readings/day); "
+                f"{x['total_mb_month']:.1f} MB/month of MQTT both ways (telemetry {x['telemetry_mb_month']:.1f}); "
+                f"packet bytes up {x['up']}, down {x['down']}")
+        add(f"- one reading as its own message (contract 1): {wb['single_bytes_per_reading']:.0f} bytes; the "
+            f"ThingsBoard gateway, side by side: {wb['thingsboard_bytes_per_reading']}")
     add("")
     add("## Reproducing")
     add("")

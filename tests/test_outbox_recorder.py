@@ -8,6 +8,7 @@ import time
 from gateway.reading import Reading
 from gateway.record import Health, Outbox, Recorder, TelemetryAggregator
 from gateway.record.clock import SyncState, boot_id, clock_synced
+from gateway.record.outbox import Pending
 
 GW = "gw-rec"
 
@@ -17,7 +18,7 @@ def reading(value, quality="good", ts=None, sensor="water-1", point="level", fau
 
 
 def types(ob):
-    return [json.loads(b)["type"] for (b,) in ob.db.execute("SELECT body FROM events ORDER BY seq")]
+    return [r[2] for r in ob.db.execute("SELECT seq, priority, type, ts, body FROM events ORDER BY seq")]
 
 
 def test_submit_never_blocks_even_when_the_writer_is_stuck(tmp_path):
@@ -49,7 +50,7 @@ def test_batches_are_committed_and_seq_follows_submission_order(tmp_path):
         rec.submit("telemetry", {"sensor": "s", "point": "p", "i": i})
     assert rec.flush(10)
     rec.stop()
-    rows = [json.loads(b) for (b,) in ob.db.execute("SELECT body FROM events ORDER BY seq")]
+    rows = [json.loads(ob.envelope_of(Pending(*r))) for r in ob.db.execute("SELECT seq, priority, type, ts, body FROM events ORDER BY seq")]
     assert [r["i"] for r in rows] == list(range(500))
 
 
@@ -59,7 +60,7 @@ def test_readings_become_telemetry_and_open_windows_are_flushed_at_stop(tmp_path
     for v in (10.0, 10.1, 10.2, 20.0, 20.1):
         rec.reading(reading(v))
     rec.stop()
-    rows = [json.loads(b) for (b,) in ob.db.execute("SELECT body FROM events ORDER BY seq")]
+    rows = [json.loads(ob.envelope_of(Pending(*r))) for r in ob.db.execute("SELECT seq, priority, type, ts, body FROM events ORDER BY seq")]
     assert [(r["reason"], r["count"], r["last"]) for r in rows] == [
         ("deadband", 1, 10.0), ("deadband", 3, 20.0), ("period", 1, 20.1)]
 
@@ -88,7 +89,7 @@ def test_unwritable_outbox_holds_alarms_drops_telemetry_and_reports_faults(tmp_p
         assert rec.stats()["writable"]
     finally:
         rec.stop()
-    rows = [json.loads(b) for (b,) in ob.db.execute("SELECT body FROM events ORDER BY seq")]
+    rows = [json.loads(ob.envelope_of(Pending(*r))) for r in ob.db.execute("SELECT seq, priority, type, ts, body FROM events ORDER BY seq")]
     assert [r["type"] for r in rows] == ["fault", "alarm", "fault"]
     assert rows[0]["state"] == "fault" and rows[0]["component"] == "outbox"
     assert rows[2]["state"] == "recovered" and rows[2]["dropped"] == 20
@@ -113,7 +114,7 @@ def test_period_summary_min_max_mean_last_count():
         assert agg.feed(reading(v), now=t) == []
     assert agg.due(now=59) == []
     (rep,) = agg.due(now=61)
-    assert (rep["min"], rep["max"], rep["mean"], rep["last"], rep["count"]) == (9.0, 12.0, 32.0 / 3, 12.0, 3)
+    assert (rep["min"], rep["max"], rep["mean"], rep["last"], rep["count"]) == (9.0, 12.0, 10.66667, 12.0, 3)
     assert rep["reason"] == "period" and rep["period_s"] == 61 and rep["quality"] == "good"
     assert agg.due(now=200) == []  # an empty window says nothing
 

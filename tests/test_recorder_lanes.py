@@ -11,6 +11,7 @@ from gateway.record import Health, Outbox, Recorder, TelemetryAggregator
 from gateway.record.outbox import PENDING, Pending
 from gateway.sync.pacing import TokenBucket
 from gateway.sync.sender import Sender
+from gateway.record.outbox import Pending
 from tests.ptys import wait_until
 
 GW = "gw-lanes"
@@ -22,7 +23,7 @@ def alarm(level="red"):
 
 
 def rows(ob):
-    return [json.loads(b) for (b,) in ob.db.execute("SELECT body FROM events ORDER BY seq")]
+    return [json.loads(ob.envelope_of(Pending(*r))) for r in ob.db.execute("SELECT seq, priority, type, ts, body FROM events ORDER BY seq")]
 
 
 def stuck(ob):
@@ -154,12 +155,12 @@ def test_the_sender_forgets_what_the_outbox_has_marked(tmp_path):
     for round_ in range(100):
         ob.add_many([("telemetry", {"i": i}) for i in range(50)])
         while True:
-            out = sender.next_rows()
+            out = sender.next_messages()
             if not out:
                 break
-            for row, _replay in out:
+            for rows, _replay in out:
                 mid += 1
-                sender.sent(mid, row, False)
+                sender.sent(mid, rows, False)
                 sender.puback(mid, None)
             acked = sender.take_acked()
             ob.mark_delivered(acked)

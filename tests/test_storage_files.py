@@ -17,6 +17,8 @@ import pytest
 from gateway.act.alarm_state import AlarmStateFile
 from gateway.config.model import Outbox as OutboxLimits
 from gateway.record import Event, Outbox, Recorder
+from gateway.record.outbox import Pending
+from gateway.record.history import select_history
 from tests.ptys import wait_until
 
 GW = "gw-files"
@@ -39,7 +41,7 @@ def SeqMark(*a, **kw):  # noqa: N802  (imported late: each test fails on its own
 
 
 def bodies(ob):
-    return [json.loads(b) for (b,) in ob.db.execute("SELECT body FROM events ORDER BY seq")]
+    return [json.loads(ob.envelope_of(Pending(*r))) for r in ob.db.execute("SELECT seq, priority, type, ts, body FROM events ORDER BY seq")]
 
 
 def aside(directory, name):
@@ -233,7 +235,7 @@ def test_an_outbox_deleted_while_open_is_recreated_and_seq_continues(tmp_path):
         rec.stop()
         ob.close()  # the daemon holds the file exclusively while it runs
     con = sqlite3.connect(path)
-    rows = [json.loads(b) for (b,) in con.execute("SELECT body FROM events ORDER BY seq")]
+    rows = [{k: v for k, v in e.items() if k != "delivered"} for e in select_history(con, n=10**9)]
     assert [r["type"] for r in rows][-2:] == ["gap", "alarm"] and rows[-1]["seq"] > 5
     assert rows[-2]["reason"] == "outbox_lost"
 

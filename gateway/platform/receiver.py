@@ -27,6 +27,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gateway.errors import UplinkError
+from gateway.record import batch
 from gateway.platform.schemas import EVENT_TYPES, Contract
 from gateway.platform.store import Store
 
@@ -52,6 +53,23 @@ def describe(gw: str, event: dict) -> str:
         what = f"{event.get('action')} by {event.get('actor')}"
     flags = (" [replay]" if event.get("replay") else "") + ("" if event.get("clock_synced") else " [clock?]")
     return f"{event.get('ts')} {gw} #{event.get('seq'):<7} {t:<9} {what}{flags}"
+
+
+def decode_events(contract: Contract, gw: str, type_: str, payload) -> list[dict]:
+    """The single events one message on `<root>/<gw>/event/<type>` carries: itself (contract 1's form,
+    validated by the caller), or the readings of a telemetry batch (envelope version 2,
+    gateway/contract/telemetry-batch.json) as single telemetry events. ValueError: a batch that is not
+    valid or not from `gw` (the whole message is invalid, none of its readings is taken)."""
+    if not batch.is_batch(payload):
+        return [payload]
+    errors = contract.errors("telemetry-batch", payload)
+    if not errors and type_ != payload["type"]:
+        errors = [f"payload type {payload['type']!r} on the {type_} topic"]
+    if not errors and payload["gw"] != gw:
+        errors = [f"gw {payload['gw']!r} is not gateway {gw!r}"]
+    if errors:
+        raise ValueError("; ".join(errors))
+    return batch.expand(payload)
 
 
 class Receiver:
@@ -163,7 +181,13 @@ class Receiver:
         if len(parts) == 2 and parts[1] == "status":
             self._on_presence(msg, parts[0], payload)
         elif len(parts) == 3 and parts[1] == "event" and parts[2] in EVENT_TYPES:
-            self._on_event(msg, parts[0], parts[2], payload)
+            try:
+                events = decode_events(self.contract, parts[0], parts[2], payload)
+            except ValueError as e:
+                self._invalid(msg, str(e))
+                return
+            for event in events:
+                self._on_event(msg, parts[0], parts[2], event)
         else:
             self._invalid(msg, "unexpected topic")
 

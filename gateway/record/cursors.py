@@ -151,7 +151,9 @@ class DeliveryCursor:
             f"AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.uplink = ? AND d.seq = e.seq) "
             f"ORDER BY priority, seq < ?, seq LIMIT ?",
             (self.floor, *self.types, self.name, self.live_from, _BATCH + len(self._done)))
+        # packed telemetry rows (gateway/record/compact.py) as the envelopes the centres map from
         self._batch = [Pending(*r) for r in rows]
+        self._batch = [r._replace(body=self.outbox.envelope_of(r)) for r in self._batch]
         self.maybe_advance()
 
     def pending(self) -> int:

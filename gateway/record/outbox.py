@@ -29,7 +29,7 @@ from typing import Iterable, NamedTuple
 
 from gateway.config.model import Outbox as OutboxLimits
 from gateway.errors import OutboxError
-from gateway.record import envelope
+from gateway.record import compact, envelope
 from gateway.record import outbox_file as files
 from gateway.record.bounds import GAP_PRIORITY, TELEMETRY_PRIORITY, Bounds
 from gateway.record.clock import SyncState, boot_id
@@ -112,6 +112,9 @@ class Outbox(Bounds, files.FileLife):
         self._oldest_by_class: dict[str, float | None] = {}
         self.last_delivered_ts: float | None = None  # wall clock of the last delivery mark committed
         self._used = 0
+        # (gateway id, boot, clock_synced) <-> n of the `contexts` table, for packed telemetry rows
+        self._contexts: dict[int, tuple[str, str, bool]] = {}
+        self._context_n: dict[tuple[str, str, bool], int] = {}
         self._open()
 
     # -- opening -------------------------------------------------------------------------------
@@ -152,10 +155,13 @@ class Outbox(Bounds, files.FileLife):
             for prio, n in db.execute(f"SELECT priority, count(*) FROM events WHERE {_PENDING} GROUP BY priority"):
                 depth[prio] = n
             self._check_gateway_id(db)
+            contexts = {n: (gw, boot, bool(synced)) for n, gw, boot, synced in
+                        db.execute("SELECT n, gateway, boot, clock_synced FROM contexts")}
         except BaseException:
             db.close()
             raise
         self.db, self._rows, self._depth, self._next_seq = db, rows, depth, next_seq
+        self._contexts, self._context_n = contexts, {v: n for n, v in contexts.items()}
         self.state, self.needs_reopen, self.last_error = "ok", False, None
         self._continue_above_the_mark()
         self._refresh()
@@ -182,7 +188,7 @@ class Outbox(Bounds, files.FileLife):
             if self.db is None:
                 raise OutboxError(self.last_error or f"outbox {self.path} is not open")
             seq = self._next_seq
-            rows, bad, durable = [], [], False
+            rows, bad, durable, new_ctx = [], [], False, None
             first = 0 if self._lost_gap is None else 1  # the lost-file gap is not the caller's event
             if self._lost_gap is not None:
                 rows.append((seq, GAP_PRIORITY, envelope.GAP, now,
@@ -192,8 +198,12 @@ class Outbox(Bounds, files.FileLife):
             for i, ev in enumerate(events):
                 ts = now if ev.ts is None else ev.ts
                 try:
-                    body = envelope.build(self.gateway_id, seq, ts, synced, self.boot, ev.type, ev.fields)
-                except OutboxError as e:
+                    if ev.type == envelope.TELEMETRY and compact.packable(ev.fields):
+                        ctx, new_ctx = self._context(synced, new_ctx)
+                        body = compact.pack(ctx, ev.fields)
+                    else:
+                        body = envelope.build(self.gateway_id, seq, ts, synced, self.boot, ev.type, ev.fields)
+                except (OutboxError, TypeError, ValueError) as e:
                     bad.append((i, str(e)))
                     continue
                 rows.append((seq, envelope.PRIORITY[ev.type], ev.type, ts, body))
@@ -205,7 +215,10 @@ class Outbox(Bounds, files.FileLife):
                 return []
             if self.mark is not None and seq - 1 > self.mark.hwm:
                 self.mark.reserve(seq - 1, self._lowest_pending(), self.outbox_id)
-            done = self._commit_rows(rows, durable, delivered, failed, now)
+            done = self._commit_rows(rows, durable, delivered, failed, now, new_ctx)
+            if new_ctx is not None:
+                self._contexts[new_ctx[0]] = new_ctx[1:]
+                self._context_n[new_ctx[1:]] = new_ctx[0]
             self._next_seq = seq
             self._lost_gap = None
             self._rows += len(rows)
@@ -226,7 +239,18 @@ class Outbox(Bounds, files.FileLife):
             self._refresh()
         return [row[0] for row in rows[first:]]
 
-    def _commit_rows(self, rows: list[tuple], durable: bool, delivered=(), failed=(), now=0.0) -> list:
+    def _context(self, synced, new_ctx) -> tuple[int, tuple | None]:
+        """The contexts number of this gateway id, boot and sync state (a new one is inserted with the rows)."""
+        key = (self.gateway_id, self.boot, bool(synced))
+        if key in self._context_n:
+            return self._context_n[key], new_ctx
+        if new_ctx is None:  # one per commit at most: gateway id, boot and sync state are the commit's
+            n = max(self._contexts, default=0) + 1
+            new_ctx = (n, *key)
+        return new_ctx[0], new_ctx
+
+    def _commit_rows(self, rows: list[tuple], durable: bool, delivered=(), failed=(), now=0.0,
+                     new_ctx: tuple | None = None) -> list:
         done = []
         try:
             if durable:
@@ -234,6 +258,9 @@ class Outbox(Bounds, files.FileLife):
                 self.db.execute("PRAGMA synchronous=FULL")
             try:
                 with self.db.atomic():
+                    if new_ctx is not None:
+                        self.db.execute("INSERT INTO contexts VALUES (?, ?, ?, ?)",
+                                        (*new_ctx[:3], int(new_ctx[3])))
                     if rows:
                         self.db.conn.executemany(
                             "INSERT INTO events (seq, priority, type, ts, state, body) VALUES (?, ?, ?, ?, 0, ?)",
@@ -274,6 +301,19 @@ class Outbox(Bounds, files.FileLife):
         return self._select("SELECT seq, priority, type, ts, body FROM events "
                             f"WHERE {_PENDING} AND (priority, seq) > (?, ?) AND seq < ? "
                             "ORDER BY priority, seq LIMIT ?", (*after, below_seq, limit))
+
+    def context(self, n: int) -> tuple[str, str, bool]:
+        """(gateway id, boot, clock_synced) of a packed row's ctx."""
+        return self._contexts[n]
+
+    def envelope_of(self, row: Pending) -> str:
+        """The row's single event envelope as JSON (`replay` false): a packed telemetry row is built
+        into one (as `gateway events` and the centres read it), any other row is stored as one."""
+        if not compact.is_packed(row.body):
+            return row.body
+        ctx, fields = compact.unpack(row.body)
+        gw, boot, synced = self._contexts[ctx]
+        return envelope.build(gw, row.seq, row.ts, synced, boot, row.type, fields)
 
     def _select(self, sql: str, params: tuple) -> list[Pending]:
         with self._lock:
@@ -403,7 +443,7 @@ class Outbox(Bounds, files.FileLife):
             if self.db is None:
                 raise OutboxError(f"outbox {self.path} is {self.state}")
             try:
-                return select_history(self.db.conn, since, types, n)
+                return select_history(self.db.conn, since, types, n, self._contexts)
             except sqlite3.Error as e:
                 raise self._error("history", e) from e
 

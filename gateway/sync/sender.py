@@ -10,7 +10,9 @@ Order within one MQTT session:
    this session connected, sent at once) and *backlog* rows (recorded before; `"replay": true`,
    paced by a token bucket, except alarms which are never held back). Within one priority live goes
    before backlog, so a live alarm overtakes any backlog.
-At most `window` messages are in flight; rows are marked delivered only on a successful PUBACK.
+Telemetry goes many readings to a message (a batch, gateway/record/batch.py); alarms, faults, audit,
+status and gaps one per message. At most `window` messages are in flight; rows are marked delivered
+only on a successful PUBACK of their message.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import collections
 import logging
 
-from gateway.record import envelope
+from gateway.record import batch, compact, envelope
 from gateway.record.outbox import Outbox, Pending
 from gateway.sync.pacing import TokenBucket
 
@@ -32,6 +34,7 @@ _BACKLOG_CHUNK = 500
 # Past this many sent-but-not-yet-marked rows the oldest are forgotten: at worst one is sent again,
 # a duplicate the platform drops by id. Normally the marks keep it near the window.
 SENT_MAX = 50_000
+_BATCH_HEAD = 400  # a batch's envelope, topic and fixed header, within the session's message size
 
 
 class Sender:
@@ -42,7 +45,7 @@ class Sender:
         self.window = max(1, window)
         self.bucket = bucket
         self.max_bytes = max_bytes
-        self.inflight: dict[int, Pending] = {}  # mid -> row
+        self.inflight: dict[int, list[Pending]] = {}  # mid -> the rows of that message
         self.acked: list[int] = []  # PUBACKed, not yet marked in the outbox
         self.suspects: dict[int, Pending] = {}
         self.strikes: collections.Counter = collections.Counter()
@@ -70,23 +73,26 @@ class Sender:
         self._new_session(live_from)
 
     def session_lost(self) -> list[tuple[Pending, str]]:
-        """The connection dropped: in-flight rows stay pending and become suspects. Returns rows that
-        are now poison (the caller marks them failed)."""
+        """The connection dropped: in-flight rows stay pending and become suspects (sent again one
+        per message). Returns rows that are now poison (the caller marks them failed)."""
         poison = []
-        alone = len(self.inflight) == 1
-        for row in self.inflight.values():
-            self.suspects[row.seq] = row
-            if alone:
-                self.strikes[row.seq] += 1
-                if self.strikes[row.seq] >= STRIKES_TO_POISON:
-                    poison.append((row, "broker closed the connection each time this message was sent"))
-                    self.suspects.pop(row.seq)
+        alone = len(self.inflight) == 1 and len(next(iter(self.inflight.values()))) == 1
+        for rows in self.inflight.values():
+            for row in rows:
+                self.suspects[row.seq] = row
+                if alone:
+                    self.strikes[row.seq] += 1
+                    if self.strikes[row.seq] >= STRIKES_TO_POISON:
+                        poison.append((row, "broker closed the connection each time this message was sent"))
+                        self.suspects.pop(row.seq)
         self.inflight.clear()
         return poison
 
     # -- choosing ------------------------------------------------------------------------------
-    def next_rows(self) -> list[tuple[Pending, bool]]:
-        """Rows to publish now, as (row, replay), within the window and the replay pace."""
+    def next_messages(self) -> list[tuple[list[Pending], bool]]:
+        """Messages to publish now, as (rows, replay), within the window and the replay pace. Packed
+        telemetry rows go many to a message (a batch, gateway/record/batch.py: up to MAX_READINGS of one
+        context, all live or all backlog); every other row is a message of its own."""
         room = self.window - len(self.inflight)
         if room <= 0:
             return []
@@ -94,28 +100,59 @@ class Sender:
             if self.inflight:
                 return []
             row = self._isolate.popleft()
-            return [(row, True)]
+            return [([row], True)]
         self._refill_live()
         out = []
         while len(out) < room:
             live = self._live[0] if self._live else None
             back = self._next_backlog()
+            take = 1
             if back is not None and back.priority != ALARM_PRIORITY and (
-                    live is None or back.priority < live.priority) and not self.bucket.take():
-                back = None  # no token: the backlog waits, live rows still go
+                    live is None or back.priority < live.priority):
+                # a backlog batch is paid for whole: the bucket (burst >= MAX_READINGS) refills until it can
+                take = min(self._run_length(self._backlog), max(1, int(self.bucket.burst)))
+                if not self.bucket.take(take):
+                    back = None  # no token: the backlog waits, live rows still go
             if live is not None and (back is None or live.priority <= back.priority):
-                out.append((self._live.popleft(), live.seq < self.live_from))
+                rows = self._pop(self._live, self._run_length(self._live))
+                out.append((rows, rows[0].seq < self.live_from))
             elif back is not None:
-                out.append((self._backlog.popleft(), True))
+                out.append((self._pop(self._backlog, take), True))
             else:
                 break
+        return out
+
+    def _run_length(self, rows: collections.deque) -> int:
+        """How many rows from the head of `rows` go in one message: 1, or a run of packed telemetry
+        rows of the head's context, up to MAX_READINGS and the session's message size."""
+        head = rows[0]
+        if not batch.batchable(head):
+            return 1
+        ctx, room = compact.ctx_of(head.body), self.session_max_bytes - _BATCH_HEAD
+        n = 0
+        for row in rows:
+            if row.seq in self._sent:
+                continue
+            room -= batch.reading_bytes(row)
+            if n and (n >= batch.MAX_READINGS or room < 0 or not batch.batchable(row)
+                      or compact.ctx_of(row.body) != ctx):
+                break
+            n += 1
+        return n
+
+    def _pop(self, rows: collections.deque, n: int) -> list[Pending]:
+        out = []
+        while rows and len(out) < n:
+            row = rows.popleft()
+            if row.seq not in self._sent:
+                out.append(row)
         return out
 
     def _refill_live(self) -> None:
         if self._live_version == self.outbox.version and (self._live or self._live_exhausted):
             return
         self._live_version = self.outbox.version
-        limit = self.window * 4 + len(self.inflight) + len(self._sent)
+        limit = self.window * 4 + batch.MAX_READINGS + len(self._sent)
         rows = self.outbox.live(self.live_from, limit)
         self._live_exhausted = len(rows) < limit
         self._live = collections.deque(r for r in rows if r.seq not in self._sent)
@@ -145,40 +182,55 @@ class Sender:
     def too_large(self, payload: bytes) -> bool:
         return len(payload) > self.session_max_bytes
 
-    def sent(self, mid: int, row: Pending, replay: bool) -> None:
-        self.inflight[mid] = row
-        self._sent[row.seq] = None
-        if len(self._sent) > SENT_MAX:
-            del self._sent[next(iter(self._sent))]
-        self.counts["published"] += 1
-        if replay:
-            self.counts["replayed"] += 1
-        if row.seq in self._unacked_ever:
-            self.counts["resent"] += 1
-        self._unacked_ever[row.seq] = None
-        if len(self._unacked_ever) > SENT_MAX:
-            del self._unacked_ever[next(iter(self._unacked_ever))]
+    def sent(self, mid: int, rows: list[Pending] | Pending, replay: bool) -> None:
+        rows = [rows] if isinstance(rows, Pending) else list(rows)
+        self.inflight[mid] = rows
+        self.counts["messages"] += 1
+        for row in rows:
+            self._sent[row.seq] = None
+            if len(self._sent) > SENT_MAX:
+                del self._sent[next(iter(self._sent))]
+            self.counts["published"] += 1
+            if replay:
+                self.counts["replayed"] += 1
+            if row.seq in self._unacked_ever:
+                self.counts["resent"] += 1
+            self._unacked_ever[row.seq] = None
+            if len(self._unacked_ever) > SENT_MAX:
+                del self._unacked_ever[next(iter(self._unacked_ever))]
 
-    def puback(self, mid: int, failure_code: int | None) -> tuple[Pending, str] | None:
-        """A PUBACK arrived. Returns (row, reason) when the row turned out to be poison."""
-        row = self.inflight.pop(mid, None)
-        if row is None:
-            return None  # birth/offline/reply, or a PUBACK from a session we already gave up on
-        self.suspects.pop(row.seq, None)
-        self.strikes.pop(row.seq, None)
+    def unbatch(self, rows: list[Pending]) -> None:
+        """Rows of a batch that could not go (too large, refused): sent again one per message, where a
+        message the broker will never take shows itself as the one row it is."""
+        for row in rows:
+            self._sent.pop(row.seq, None)
+        self._isolate.extend(sorted(rows, key=lambda p: (p.priority, p.seq)))
+
+    def puback(self, mid: int, failure_code: int | None) -> list[tuple[Pending, str]]:
+        """A PUBACK arrived. Returns [(row, reason)] of rows that turned out to be poison."""
+        rows = self.inflight.pop(mid, None)
+        if rows is None:
+            return []  # birth/offline/reply, or a PUBACK from a session we already gave up on
+        for row in rows:
+            self.suspects.pop(row.seq, None)
+            self.strikes.pop(row.seq, None)
         if failure_code is None:
-            self.acked.append(row.seq)
-            self._unacked_ever.pop(row.seq, None)
-            self.counts["delivered"] += 1
-            return None
+            for row in rows:
+                self.acked.append(row.seq)
+                self._unacked_ever.pop(row.seq, None)
+            self.counts["delivered"] += len(rows)
+            return []
         if failure_code in POISON_REASONS:
-            self._unacked_ever.pop(row.seq, None)
-            return row, f"broker refused it: {POISON_REASONS[failure_code]} (reason code 0x{failure_code:02x})"
+            if len(rows) > 1:
+                self.unbatch(rows)  # which reading is it? each alone proves itself
+                return []
+            self._unacked_ever.pop(rows[0].seq, None)
+            return [(rows[0], f"broker refused it: {POISON_REASONS[failure_code]} (reason code 0x{failure_code:02x})")]
         # quota exceeded, not authorised, unspecified: may pass later, try again next session
-        self.counts["refused"] += 1
-        log.warning("broker refused event seq %d (%s) with reason code 0x%02x; retrying next session",
-                    row.seq, row.type, failure_code)
-        return None
+        self.counts["refused"] += len(rows)
+        log.warning("broker refused event seq %d%s (%s) with reason code 0x%02x; retrying next session",
+                    rows[0].seq, f"..{rows[-1].seq}" if len(rows) > 1 else "", rows[0].type, failure_code)
+        return []
 
     def take_acked(self) -> list[int]:
         acked, self.acked = self.acked, []

@@ -13,7 +13,7 @@ truth and the Sender re-sends from it.
 The caller never waits: start(), stop(), reply() and status() return at once (stop() waits for the
 clean shutdown, bounded). Topics, with `root` = topic_root and `gw` = the gateway id:
     <root>/<gw>/status        retained: birth {"state": "online", ...}, LWT and clean shutdown "offline"
-    <root>/<gw>/event/<type>  the events, QoS 1
+    <root>/<gw>/event/<type>  the events, QoS 1 (telemetry many readings to a message: record/batch.py)
     <root>/<gw>/cmd/<name>    subscribed: commands from the platform
     <root>/<gw>/reply         answers to commands
 """
@@ -33,7 +33,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 import gateway
 from gateway.config.model import Uplink as UplinkConfig
 from gateway.errors import OutboxError, UplinkError
-from gateway.record import envelope
+from gateway.record import batch, envelope
 from gateway.record.clock import SyncState
 from gateway.record.outbox import Outbox, Pending
 from gateway.sync.pacing import TokenBucket
@@ -85,7 +85,9 @@ class Uplink:
         self.reply_topic = f"{self.base}/reply"
         self.cmd_filter = f"{self.base}/cmd/#"
         self.address = f"{cfg.host}:{cfg.port}"
-        self.sender = Sender(outbox, cfg.inflight_max, TokenBucket(cfg.replay_per_s), max_message_bytes)
+        # a backlog batch is paid for whole (gateway/sync/sender.py): the bucket saves up one batch
+        self.sender = Sender(outbox, cfg.inflight_max, TokenBucket(cfg.replay_per_s, burst=max(
+            1.0, min(cfg.replay_per_s, float(batch.MAX_READINGS)))), max_message_bytes)
         # probes while the broker is away; the backoff is for a broker that answered no
         self.redial = Redial(cfg.host, cfg.port, probe_s=probe_s, backoff_initial_s=backoff_initial_s,
                              backoff_max_s=min(backoff_max_s, 60.0), probe_timeout_s=min(2.0, connack_timeout_s))
@@ -162,7 +164,8 @@ class Uplink:
             # attempts: every try the broker could see (full sessions and TCP probes)
             "connects": self.connects, "attempts": self.attempts + self.redial.probes, "probes": self.redial.probes,
             "inflight": len(self.sender.inflight),
-            **{k: counts[k] for k in ("published", "delivered", "resent", "replayed", "poison", "refused")},
+            **{k: counts[k] for k in ("published", "messages", "delivered", "resent", "replayed", "poison",
+                                      "refused")},
             "thread_alive": self._thread is not None and self._thread.is_alive(),
             "outbox": snapshot,
         }
@@ -318,15 +321,24 @@ class Uplink:
             self._rebirth.clear()
             client.publish(self.status_topic, self._birth(), qos=1, retain=True)
         self._pump_replies(client)
-        for row, replay in self.sender.next_rows():
-            payload = (envelope.as_replay(row.body) if replay else row.body).encode()
+        for rows, replay in self.sender.next_messages():
+            row = rows[0]
+            if batch.batchable(row):
+                payload = batch.build(rows, self.outbox.context, replay).encode()
+            else:
+                payload = (envelope.as_replay(row.body) if replay else row.body).encode()
             if self.sender.too_large(payload):
+                if len(rows) > 1:
+                    self.sender.unbatch(rows)
+                    continue
                 self._poison(row, f"{len(payload)} bytes is over the {self.sender.session_max_bytes}-byte limit")
                 continue
             info = client.publish(self.event_topic(row.type), payload, qos=1)
             if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
                 # NO_CONN: paho queued it but the link is gone; loop() reports the loss next
-                self.sender.sent(info.mid, row, replay)
+                self.sender.sent(info.mid, rows, replay)
+            elif info.rc == mqtt.MQTT_ERR_PAYLOAD_SIZE and len(rows) > 1:
+                self.sender.unbatch(rows)
             elif info.rc == mqtt.MQTT_ERR_PAYLOAD_SIZE:
                 self._poison(row, "over the MQTT payload limit")
             else:
@@ -410,9 +422,8 @@ class Uplink:
             self._offline_acked = True
             return
         failure = reason_code.value if reason_code is not None and reason_code.is_failure else None
-        poison = self.sender.puback(mid, failure)
-        if poison is not None:
-            self._poison(*poison)
+        for row, reason in self.sender.puback(mid, failure):
+            self._poison(row, reason)
 
     def _on_message(self, client, userdata, message):
         prefix = self.base + "/cmd/"
