@@ -41,7 +41,8 @@ import time
 
 from gateway.errors import UpdateError
 
-from . import launcher as L
+from . import journal as J
+from . import releases as R
 from .bundle import open_verified
 from .install import install_release
 
@@ -51,11 +52,16 @@ log = logging.getLogger(__name__)
 def apply_bundle(bundle_path: str, *, data_dir: str, install_root: str, release_keys: list, by: str,
                  expect_sha256: str | None = None, on_step=None, health_s: float = 300.0, keep: int = 2,
                  restart=None, wait: bool = False, running_version: str | None = None) -> dict:
-    layout = L.Layout(install_root, data_dir)
-    journal = L.Journal(layout.journal_path)
-    L.recover(layout, journal)  # an earlier update cut short by a power cut: finished or undone first
+    layout = R.Layout(install_root, data_dir)
+    journal = J.Journal(layout.journal_path)
+    st = J.recover(layout, journal)  # an earlier update cut short by a power cut: finished or undone first
+    if st["trial"] is not None:  # not journalled: the trial's own lines must stay the last ones
+        t = st["trial"]
+        raise UpdateError("busy", f"release {t['version']} is on trial (waiting for its health gate): "
+                                  "try again once it is healthy or rolled back")
+    journal.compact()
     uid = secrets.token_hex(4)
-    running = running_version or L.running_version(layout)
+    running = running_version or R.current_version(layout) or _package_version()
 
     def step(name: str, **fields) -> dict:
         entry = journal.append({"update": uid, "step": name, "by": by, **fields})
@@ -97,13 +103,13 @@ def apply_bundle(bundle_path: str, *, data_dir: str, install_root: str, release_
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     step("switching", version=version, previous=running, health_s=float(health_s), keep=int(keep))
-    L.switch(layout, version)
+    R.switch(layout, version)
     step("switched", version=version, previous=running)
     step("restarting", version=version)
-    (restart or (lambda: L.restart_daemon(layout)))()
+    (restart or (lambda: R.restart_daemon(layout)))()
     result = {"update": uid, "version": version, "previous": running, "outcome": "switched", "reason": None}
     if wait:
-        result.update(L.wait_outcome(journal, uid, timeout=float(health_s) + 30.0))
+        result.update(J.wait_outcome(journal, uid, timeout=float(health_s) + 30.0))
     return result
 
 
@@ -116,3 +122,9 @@ def _sha256_file(path: str) -> str:
     except OSError as e:
         raise UpdateError("bundle", f"cannot read {path}: {e.strerror}") from None
     return h.hexdigest()
+
+
+def _package_version() -> str:
+    from gateway import __version__
+
+    return __version__
