@@ -22,10 +22,10 @@ from .schema import KEYS
 from .source import read_toml
 from .summary import summary
 from .tables import Table
-from .updates import build_updates
 from .uplink import build_commands, build_outbox, build_uplink
 from .contacts import check_contact_pins
 from .voice import build_areas, check_voice_rules
+from .updates import build_updates
 
 __all__ = ["ConfigError", "Problem", "load_config", "problems_of", "resolve_config_path", "summary",
            "KEYS", "SHIPPED_PROFILES", "ENV_VAR"]

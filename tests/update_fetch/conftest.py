@@ -25,7 +25,7 @@ GW = "upd-gw"
 class Site:
     """One gateway with the update path configured; `send(args)` signs and publishes an `update`."""
 
-    def __init__(self, tmp: Path, *, updates: str | None = 'release_keys = ["./release.pub"]\ninstall_root = "./opt"'):
+    def __init__(self, tmp: Path, *, updates: str | None = 'release_keys = ["./release.pub"]\ninstall_root = "{opt}"'):
         self.tmp = tmp
         self.ca = Ca.make(tmp / "ca")
         broker_cert = self.ca.issue("127.0.0.1", "broker")
@@ -55,7 +55,7 @@ class Site:
             platform_keys = ["./platform.pub"]
         """
         if self.updates is not None:
-            extra += "\n[updates]\n" + self.updates + "\n"
+            extra += "\n[updates]\n" + self.updates.format(opt=self.tmp / "opt") + "\n"
         self.cfg_path = write_config(self.tmp, GW, self.sim.port, extra=extra)
         self.sim.add_device(1, load_config(self.cfg_path).sensors["garage-b2-water"].profile, {"level": 2.0})
         self.rx = Receiver("127.0.0.1", self.broker.port).start()

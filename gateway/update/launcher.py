@@ -1,0 +1,182 @@
+"""The launcher: what the unit's ExecStart= runs, and the part of an update no release can break.
+
+    python3 /opt/community-gateway/launcher/launcher.py --install-root /opt/community-gateway \
+        --data-dir /var/lib/community-gateway -- run -c /etc/community-gateway/gateway.toml
+
+install.sh copies this file, journal.py and releases.py to <install_root>/launcher/, outside every
+release, and the system python3 runs them (standard library only). At every start it
+
+1. replays the step journal (journal.recover): an update a power cut interrupted is finished or undone;
+2. if a release is on trial (switched to, not yet healthy): counts this start in the journal; past
+   MAX_STARTS starts (it crashes on import, or on start) it switches `current` back to the previous
+   release and starts that one instead;
+3. on trial, forks the health gate (a watcher process beside the daemon): it asks the daemon's control
+   socket for `status` until the daemon reports `health.healthy` for the new release - every bus
+   polled, the safety loop beating, the uplink online when one is configured - and journals `healthy`
+   (then removes all but the current and previous releases); if health_s passes first, it journals why,
+   switches back and ends the daemon (SIGTERM) so that systemd's Restart=always starts the previous one;
+4. exec()s `<install_root>/releases/current/bin/gateway` with the arguments after `--`: the daemon keeps
+   the launcher's pid, so systemd's Type=notify, NotifyAccess=main and WatchdogSec= see the daemon.
+
+With no `releases/current` (an install from before releases) it execs <install_root>/venv/bin/gateway."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import time
+
+if __package__:
+    from . import journal as J
+    from . import releases as R
+else:  # /opt/community-gateway/launcher/launcher.py
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import journal as J  # type: ignore[no-redef]
+    import releases as R  # type: ignore[no-redef]
+
+POLL_S = 0.5
+RUN_DIR_SOCKET = "/run/community-gateway/control.sock"
+
+
+def choose(layout: "R.Layout", journal: "J.Journal") -> tuple[str, dict | None]:
+    """The gateway executable to start, and the trial to watch (None: no update on trial)."""
+    st = J.recover(layout, journal)
+    trial = st["trial"]
+    if trial is not None and R.current_version(layout) != trial["version"]:
+        # current was moved by hand (or by a rollback the journal did not see): not a trial any more
+        J.rollback(layout, journal, trial, "moved", f"current points at {R.current_version(layout)}")
+        trial = None
+    if trial is not None:
+        if trial["starts"] >= J.MAX_STARTS:
+            J.rollback(layout, journal, trial, "crash",
+                       f"{trial['version']} started {trial['starts']} times without becoming healthy "
+                       f"(it crashes on start: journalctl -u community-gateway)")
+            trial = None
+        else:
+            journal.append({"update": trial["update"], "by": "launcher", "step": "started",
+                            "version": trial["version"], "attempt": trial["starts"] + 1})
+    version = R.current_version(layout)
+    if version is None:
+        return os.path.join(layout.install_root, "venv", "bin", "gateway"), None
+    return layout.gateway_bin(version), trial
+
+
+def socket_path(layout: "R.Layout", given: str | None) -> str:
+    if given:
+        return given
+    local = os.path.join(layout.data_dir, "control.sock")
+    if os.path.lexists(local):
+        return local
+    return RUN_DIR_SOCKET
+
+
+def ask_status(path: str, timeout: float = 3.0) -> dict:
+    """One `status` over the control socket (gateway/control/protocol.py: one JSON object per line)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+        s.sendall(b'{"cmd": "status", "args": {}}\n')
+        buf = b""
+        while b"\n" not in buf:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    finally:
+        s.close()
+    reply = json.loads(buf.split(b"\n", 1)[0])
+    if not reply.get("ok"):
+        raise OSError(reply.get("error", "refused"))
+    return reply["result"]
+
+
+def watch(layout: "R.Layout", journal: "J.Journal", trial: dict, daemon_pid: int, sock: str | None,
+          health_s: float | None = None) -> str:
+    """The health gate for one start of a release on trial. Returns the outcome word."""
+    limit = float(health_s if health_s is not None else trial["health_s"])
+    t0 = time.monotonic()
+    deadline = t0 + limit
+    why = "the daemon never answered on its control socket"
+    base = {"update": trial["update"], "by": "launcher", "version": trial["version"]}
+    while time.monotonic() < deadline:
+        try:
+            os.kill(daemon_pid, 0)
+        except ProcessLookupError:
+            return "exited"  # the daemon died: the next start counts, and watches again
+        try:
+            st = ask_status(socket_path(layout, sock))
+        except (OSError, ValueError) as e:
+            why = f"no status from the daemon's control socket ({e})"
+        else:
+            health = st.get("health") or {}
+            if st.get("release", st.get("firmware")) != trial["version"]:
+                why = f"the daemon answering is {st.get('release', st.get('firmware'))}, not {trial['version']}"
+            elif health.get("healthy"):
+                last = J.state(journal.entries())["last"]
+                if last and last["update"] == trial["update"] and last["outcome"]:
+                    return last["outcome"]
+                journal.append({**base, "step": "healthy", "after_s": round(time.monotonic() - t0, 2),
+                                "previous": trial["from"]})
+                gone = R.prune(layout, [trial["version"], trial["from"]])
+                if gone:
+                    journal.append({**base, "step": "pruned", "removed": sorted(gone)})
+                return "healthy"
+            else:
+                why = "; ".join(health.get("problems") or ["not healthy"])
+        time.sleep(POLL_S)
+    last = J.state(journal.entries())["last"]
+    if last and last["update"] == trial["update"] and last["outcome"]:
+        return last["outcome"]
+    J.rollback(layout, journal, trial, "health", f"not healthy within {limit:g} s: {why}")
+    try:
+        os.kill(daemon_pid, 15)
+    except ProcessLookupError:
+        pass
+    return "rolled_back"
+
+
+def _spawn_watcher(layout, journal, trial, sock) -> None:
+    """Fork the health gate twice over, so it is nobody's zombie; the daemon is this pid after exec."""
+    daemon_pid = os.getpid()
+    pid = os.fork()
+    if pid:
+        os.waitpid(pid, 0)
+        return
+    try:
+        if os.fork():
+            os._exit(0)
+        code = 0
+        try:
+            watch(layout, journal, trial, daemon_pid, sock)
+        except BaseException as e:  # never take the daemon down with it
+            print(f"launcher: health gate failed: {e}", file=sys.stderr, flush=True)
+            code = 1
+        os._exit(code)
+    finally:
+        os._exit(1)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="launcher", description="starts the current community-gateway release")
+    ap.add_argument("--install-root", default="/opt/community-gateway")
+    ap.add_argument("--data-dir", default="/var/lib/community-gateway")
+    ap.add_argument("--socket", default=None, help="the daemon's control socket (default: as the CLI finds it)")
+    ap.add_argument("args", nargs=argparse.REMAINDER, help="-- then the gateway's arguments (run -c FILE)")
+    a = ap.parse_args(argv)
+    args = a.args[1:] if a.args[:1] == ["--"] else a.args
+    layout = R.Layout(a.install_root, a.data_dir)
+    journal = J.Journal(layout.journal_path)
+    exe, trial = choose(layout, journal)
+    if trial is not None:
+        _spawn_watcher(layout, journal, trial, a.socket)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(exe, [exe, *args])
+
+
+if __name__ == "__main__":
+    main()
