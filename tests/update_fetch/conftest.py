@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from gateway.config import load_config
 from gateway.platform import Receiver
 from gateway.platform.keys import keygen, load_private_key
 from gateway.platform.sign import send_command, sign_command
-from tests.daemonkit import run_daemon, stop_daemon, write_config
+from tests.daemonkit import stop_daemon, write_config
 from tests.mosquitto import Mosquitto, TlsFiles, wait_for
 
 GW = "upd-gw"
@@ -63,7 +65,10 @@ class Site:
         return self
 
     def start_gateway(self) -> None:
-        self.proc = run_daemon(self.cfg_path)
+        # in its own directory, as systemd starts it in /: apply_bundle's import check of a new release
+        # (`python -c`, sys.path[0] = the cwd) would otherwise see this checkout's egg-info
+        self.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "-c", str(self.cfg_path)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=self.tmp)
         wait_for(lambda: self.rx.presence.get(GW, {}).get("state") == "online" or self.proc.poll() is not None,
                  30, what="birth")
         assert self.proc.poll() is None, self.proc.stdout.read()

@@ -169,3 +169,34 @@ class FileServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self._thread.join(5)
+
+
+def tiny_gateway_wheel(directory, version: str) -> str:
+    """A pure wheel named community_gateway-VERSION that installs a `gateway.cli` module and nothing else:
+    enough for apply_bundle's offline install (venv + pip --no-index + import check) to take it, in
+    seconds, so the hand-over is tested with a real signed bundle. Not the real release (the update
+    branch's tests install one built from this tree)."""
+    import base64
+    import hashlib
+    import zipfile
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    dist = f"community_gateway-{version}.dist-info"
+    files = {
+        "gateway/__init__.py": f'__version__ = "{version}"\n',
+        "gateway/cli/__init__.py": "",
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: community-gateway\nVersion: {version}\n",
+        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for name, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(text.encode())}")
+    record.append(f"{dist}/RECORD,,")
+    path = directory / f"community_gateway-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+        z.writestr(f"{dist}/RECORD", "\n".join(record) + "\n")
+    return str(path)
