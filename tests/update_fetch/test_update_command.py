@@ -131,3 +131,34 @@ def test_without_an_updates_table_no_update_is_accepted(tmp_path):
         assert replies[-1]["ok"] is False and replies[-1]["error"] == "unavailable", replies_json(replies)
         assert "[updates]" in replies[-1]["message"]
         assert srv.requests == []
+
+
+def test_a_download_in_progress_holds_up_neither_the_siren_nor_other_commands(site):
+    """The download has its own thread: while it runs, an alarm sounds the siren, a `status` command is
+    answered, and a second `update` is refused `busy` (one at a time)."""
+    import time
+
+    from gateway.platform.sign import sign_command
+    from tests.daemonkit import siren_on
+
+    with site.file_server({"/r.bundle": DATA}) as srv:
+        srv.delay_per_chunk_s = 0.05  # ~7 s for the file
+        cmd = site.command({"url": srv.url("/r.bundle"), "sha256": SHA, "size": len(DATA)})
+        thread, got = site.send_async(cmd)
+        wait_for(lambda: srv.sent > 1_000_000, 30, what="the download under way")
+        t0 = time.monotonic()
+        site.sim.set_value(1, "level", 45.0)
+        wait_for(lambda: siren_on(site.tmp), 10, what="the siren during the download")
+        siren_s = time.monotonic() - t0
+        t0 = time.monotonic()
+        status = site.send(sign_command(site.key, cmd["gateway"], "status", {}), timeout=20)
+        status_s = time.monotonic() - t0
+        assert status[-1]["ok"], replies_json(status)
+        second = site.send(site.command({"url": srv.url("/r.bundle"), "sha256": SHA, "size": len(DATA)}))
+        assert second[-1]["error"] == "busy", replies_json(second)
+        assert srv.sent < len(DATA), "the download finished before the checks: they proved nothing"
+        print(f"during the download: siren on after {siren_s:.2f} s, status answered in {status_s:.2f} s")
+        srv.delay_per_chunk_s = 0
+        thread.join(60)
+        assert got and got[-1].get("result", {}).get("state") == "failed", replies_json(got)  # not a bundle
+    site.sim.set_value(1, "level", 2.0)
