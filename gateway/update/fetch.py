@@ -32,6 +32,9 @@ from urllib.parse import urlsplit
 from gateway.errors import CommandError
 
 CHUNK = 64 * 1024
+# The part shares data_dir with the outbox and the alarm state: a download never leaves less than this
+# free, so an alarm raised meanwhile still has room to be recorded.
+RESERVE_BYTES = 32 * 1024 * 1024
 FSYNC_BYTES = 4 * 1024 * 1024  # an SD card is written in erase blocks; fsync per 4 MiB, not per chunk
 RETRYABLE = frozenset({"connection", "timeout", "server_error"})
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
@@ -77,7 +80,7 @@ class PartFile:
         """The part file opened for writing at `offset`, anything after it cut off."""
         os.makedirs(self.dir, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
-        f = os.fdopen(fd, "r+b")
+        f = os.fdopen(fd, "r+b", buffering=0)  # unbuffered: a full disk fails the write, not a later close
         f.truncate(offset)
         f.seek(offset)
         return f
@@ -111,7 +114,8 @@ class PartFile:
 
 
 def fetch(url: str, sha256: str, size: int, part: PartFile, ctx: ssl.SSLContext, *, max_bytes: int,
-          timeout_s: float = 30.0, progress=None, stop: threading.Event | None = None) -> str:
+          timeout_s: float = 30.0, progress=None, stop: threading.Event | None = None,
+          reserve_bytes: int = RESERVE_BYTES) -> str:
     """One attempt to complete `part` from `url`; returns the path of the verified bundle.
     `progress(received, size, resumed_from)` is called after each fsync and at the end.
     Raises CommandError; `e.reason in RETRYABLE` means try again later (the bytes are kept)."""
@@ -126,6 +130,7 @@ def fetch(url: str, sha256: str, size: int, part: PartFile, ctx: ssl.SSLContext,
         offset = 0
     if offset == size:  # every byte was in when the process stopped (before the rename): check them
         return _finish(part, part.hash_of_first(size), sha256, size, progress, offset)
+    check_room(part, size - offset, reserve_bytes)
     conn = http.client.HTTPSConnection(host, port, context=ctx, timeout=timeout_s)
     try:
         headers = {"User-Agent": "community-gateway", "Accept-Encoding": "identity"}
@@ -149,6 +154,21 @@ def fetch(url: str, sha256: str, size: int, part: PartFile, ctx: ssl.SSLContext,
         return _receive(resp, offset, sha256, size, part, progress, stop, timeout_s)
     finally:
         conn.close()
+
+
+def check_room(part: PartFile, needed: int, reserve_bytes: int = RESERVE_BYTES) -> None:
+    """Refuse ('disk_full') a download that would leave less than `reserve_bytes` free beside it."""
+    os.makedirs(part.dir, exist_ok=True)
+    st = os.statvfs(part.dir)
+    free = st.f_bavail * st.f_frsize
+    if free - needed < reserve_bytes:
+        raise CommandError("disk_full", f"{needed} more bytes would leave {max(0, free - needed) // 2**20} MiB free in "
+                                        f"{part.dir} (at least {reserve_bytes // 2**20} MiB stay free for the outbox)")
+
+
+def _disk_full(part: PartFile, e: OSError) -> CommandError:
+    part.remove()  # the outbox beside it needs the room more than a half bundle does
+    return CommandError("disk_full", f"cannot write {part.path}: {e.strerror or e}; the part is removed")
 
 
 def _check_answer(resp, offset: int, size: int, max_bytes: int) -> int:
@@ -197,12 +217,20 @@ def _receive(resp, offset, sha256, size, part, progress, stop, timeout_s) -> str
                     raise CommandError("connection", f"connection lost at byte {received}: {e!r}") from None
                 if not block:
                     raise CommandError("connection", f"connection closed at byte {received} of {size}")
-                f.write(block)
+                try:
+                    view = memoryview(block)
+                    while view:  # a raw write may be short (the last blocks of a filling disk)
+                        view = view[f.write(view):]
+                except OSError as e:
+                    raise _disk_full(part, e) from None
                 h.update(block)
                 received += len(block)
                 unsynced += len(block)
                 if unsynced >= FSYNC_BYTES:
-                    part.mark(f, received)
+                    try:
+                        part.mark(f, received)
+                    except OSError as e:
+                        raise _disk_full(part, e) from None
                     unsynced = 0
                     if progress is not None:
                         progress(received, size, resumed_from)
@@ -214,8 +242,11 @@ def _receive(resp, offset, sha256, size, part, progress, stop, timeout_s) -> str
             if extra:
                 raise CommandError("too_large", f"the server sends more than the {size} bytes signed for")
         finally:
-            if unsynced:
-                part.mark(f, received)
+            if unsynced and os.path.exists(part.path):
+                try:
+                    part.mark(f, received)
+                except OSError as e:
+                    raise _disk_full(part, e) from None
     return _finish(part, h, sha256, size, progress, resumed_from)
 
 

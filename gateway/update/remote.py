@@ -25,7 +25,7 @@ import time
 
 from gateway.errors import CommandError, GatewayError
 
-from .fetch import RETRYABLE, PartFile, check_url, fetch
+from .fetch import RETRYABLE, PartFile, check_room, check_url, fetch
 
 log = logging.getLogger("gateway.update")
 MAX_FRUITLESS = 6  # attempts in a row that brought no byte
@@ -77,6 +77,8 @@ class RemoteUpdate:
             raise CommandError("too_large", f"the bundle is {args['size']} bytes; this gateway accepts at most "
                                             f"{max_bytes} ([updates] download_max_mb = {cfg.updates.download_max_mb:g})")
         self._context()  # no pinned CA: refused now, not in a thread later
+        part = PartFile(self.dir, args["sha256"])
+        check_room(part, args["size"] - part.durable_length())
         job = {"command_id": command_id, "url": args["url"], "sha256": args["sha256"], "size": args["size"],
                "version": args.get("version"), "accepted": time.time()}
         with self._lock:

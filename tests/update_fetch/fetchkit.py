@@ -154,6 +154,7 @@ class FileServer:
         ctx.load_cert_chain(cert_file, key_file)
         self.httpd = http.server.ThreadingHTTPServer((host, 0), Handler)
         self.httpd.daemon_threads = True
+        self.httpd.handle_error = lambda request, address: None  # a client that hangs up is the test
         self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         self.host, self.port = host, self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="test-https", daemon=True)

@@ -138,3 +138,42 @@ def test_a_stop_request_ends_the_download_with_its_bytes_kept(tmp_path, ca, srv)
     setter.join()
     assert e.value.reason == "stopped"
     assert 300_000 <= part.durable_length() < len(DATA)  # kept (fsynced) for the next start
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 6 MB tmpfs (the data directory of a gateway whose SD card is nearly full). Needs root and mount."""
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("needs root and mount(8) for a small tmpfs")
+    d = tmp_path / "small"
+    d.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(d)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+def test_a_download_that_would_crowd_out_the_outbox_is_refused_before_a_byte(small_fs, ca, srv):
+    part = PartFile(str(small_fs / "dl"), SHA)
+    with pytest.raises(CommandError) as e:
+        fetch(srv.url("/r.bundle"), SHA, len(DATA), part, pinned(ca), max_bytes=MAX)
+    assert e.value.reason == "disk_full" and "outbox" in e.value.message
+    assert srv.requests == []
+
+
+def test_a_disk_that_fills_during_the_download_is_reported_and_the_part_removed(small_fs, ca):
+    big = os.urandom(8 * 1024 * 1024)  # more than the 6 MB there are
+    with FileServer(ca, {"/big.bundle": big}) as s:
+        part = PartFile(str(small_fs / "dl"), hashlib.sha256(big).hexdigest())
+        with pytest.raises(CommandError) as e:
+            fetch(s.url("/big.bundle"), part.sha256, len(big), part, pinned(ca), max_bytes=MAX, reserve_bytes=-MAX)
+    assert e.value.reason == "disk_full", e.value.message
+    assert not os.path.exists(part.path) and not os.path.exists(part.done_path)
+    st = os.statvfs(small_fs)
+    assert st.f_bavail * st.f_frsize > 5 * 1024 * 1024  # the room is given back
