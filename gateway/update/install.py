@@ -28,6 +28,7 @@ def _run(argv: list[str], what: str, where: str) -> str:
     try:
         p = subprocess.run(argv, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S,
                            env={**os.environ, "PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+                                "PIP_CONFIG_FILE": os.devnull,  # no machine pip.conf adds a source
                                 "PYTHONDONTWRITEBYTECODE": ""})
     except subprocess.TimeoutExpired:
         raise UpdateError("install", f"{what} took longer than {INSTALL_TIMEOUT_S:g} s") from None

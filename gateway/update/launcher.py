@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import sys
 import time
@@ -132,11 +133,33 @@ def watch(layout: "R.Layout", journal: "J.Journal", trial: dict, daemon_pid: int
     if last and last["update"] == trial["update"] and last["outcome"]:
         return last["outcome"]
     J.rollback(layout, journal, trial, "health", f"not healthy within {limit:g} s: {why}")
+    _restart(layout, daemon_pid, trial["from"], sock)
+    return "rolled_back"
+
+
+def _restart(layout, pid: int, want: str | None, sock: str | None, grace_s: float = 30.0) -> None:
+    """SIGUSR2: the daemon re-execs this launcher, which starts `current` (gateway/update/restart.py).
+    A daemon too stuck to do it within grace_s is killed; systemd's Restart=always starts the launcher."""
     try:
-        os.kill(daemon_pid, 15)
+        os.kill(pid, signal.SIGUSR2)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        try:
+            if ask_status(socket_path(layout, sock), timeout=1.0).get("release") == want:
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(POLL_S)
+    try:
+        os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    return "rolled_back"
 
 
 def _spawn_watcher(layout, journal, trial, sock) -> None:
@@ -171,6 +194,9 @@ def main(argv=None) -> None:
     layout = R.Layout(a.install_root, a.data_dir)
     journal = J.Journal(layout.journal_path)
     exe, trial = choose(layout, journal)
+    # for the daemon's SIGUSR2 restart after an update (gateway/update/restart.py): this command again
+    me = [sys.executable, os.path.abspath(__file__), *(argv if argv is not None else sys.argv[1:])]
+    os.environ["GATEWAY_LAUNCHER"] = json.dumps(me)
     if trial is not None:
         _spawn_watcher(layout, journal, trial, a.socket)
     sys.stdout.flush()

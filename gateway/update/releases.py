@@ -137,9 +137,10 @@ def daemon_pid(layout: Layout) -> int | None:
 
 
 def restart_daemon(layout: Layout) -> int | None:
-    """Restart the service by ending its daemon: systemd's Restart=always starts it again through the
-    launcher, which starts the release `current` points at. Returns the pid signalled, or None."""
+    """Restart the daemon into the release `current` points at: SIGUSR2 makes it stop cleanly and exec
+    the launcher in the same process (gateway/update/restart.py); a daemon without that handler dies
+    of it, and systemd's Restart=always starts the launcher. Returns the pid signalled, or None."""
     pid = daemon_pid(layout)
     if pid is not None:
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGUSR2)
     return pid
