@@ -110,10 +110,6 @@ class RemoteUpdate:
             log.error("update job %s unreadable (%s): moved aside", self.job_path, e)
             _move_aside(self.job_path)
             return False
-        if self.daemon.cfg.updates is None:
-            self._final(job, False, "unavailable", "the config has no [updates] table any more: download abandoned")
-            self._drop_job(job, remove_part=True)
-            return False
         self._clean_leftovers(job["sha256"])
         with self._lock:
             self._spawn(job, resumed=True)
@@ -141,10 +137,16 @@ class RemoteUpdate:
     def _run_job(self, job: dict, resumed: bool) -> None:
         part = PartFile(self.dir, job["sha256"])
         if resumed:
+            # after the daemon's start: before it the outbox takes no audit event
             deadline = time.monotonic() + self.ready_wait_s
             while not self.ready() and time.monotonic() < deadline:
                 if self._stop.wait(0.5):
                     return
+            if self.daemon.cfg.updates is None:
+                self._drop_job(job, remove_part=True)
+                self._final(job, False, "unavailable", "the config has no [updates] table any more: the "
+                                                       "interrupted download is abandoned")
+                return
             self._audit(job, "resumed", from_byte=part.durable_length())
         reported = {"step": part.durable_length() * PROGRESS_STEPS // job["size"]}
 
@@ -253,13 +255,16 @@ class RemoteUpdate:
             PartFile(self.dir, job["sha256"]).remove()
 
     def _clean_leftovers(self, keep_sha: str | None) -> None:
-        """Bundles handed over before a restart, parts of other bundles: not needed any more."""
+        """Bundles handed over before a restart (apply_bundle's journal has them now), parts of other
+        bundles: not needed any more."""
         try:
             names = os.listdir(self.dir)
         except OSError:
             return
         for name in names:
-            if name.endswith(".bundle") or (name.endswith((".part", ".part.len")) and not name.startswith(str(keep_sha))):
+            if name.startswith(f"{keep_sha}."):
+                continue  # the job's own part, or its complete bundle (stopped before the hand-over)
+            if name.endswith((".bundle", ".part", ".part.len")):
                 _remove(os.path.join(self.dir, name))
 
     def _audit(self, job: dict, outcome: str, **extra) -> None:
