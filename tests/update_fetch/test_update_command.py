@@ -48,6 +48,13 @@ def test_a_dropped_connection_is_resumed_and_the_bundle_handed_over(site):
     assert final(replies)["ok"] is False and final(replies)["result"]["state"] == "failed", replies_json(replies)
     assert not any(p.name.endswith((".part", ".bundle")) for p in site.fetch_dir.iterdir())
     assert not (site.fetch_dir / "job.json").exists()
+    # the published contract: every reply and audit event of the update validates
+    from gateway.platform.schemas import Contract
+
+    contract = Contract()
+    assert all(contract.errors("cmd-reply", r) == [] for r in replies), replies_json(replies)
+    assert contract.errors("cmd-envelope", cmd) == []
+    assert all(contract.errors("audit", e) == [] for e in site.audits(cmd["id"]))
 
 
 @pytest.mark.parametrize("case, error", [
@@ -162,3 +169,27 @@ def test_a_download_in_progress_holds_up_neither_the_siren_nor_other_commands(si
         thread.join(60)
         assert got and got[-1].get("result", {}).get("state") == "failed", replies_json(got)  # not a bundle
     site.sim.set_value(1, "level", 2.0)
+
+
+def test_gateway_platform_send_fills_in_sha256_and_size_from_the_bundle_file(site):
+    """`gateway-platform send GW update url=... bundle=FILE`: the operator names the file it published."""
+    import subprocess
+    import sys
+
+    from gateway.platform.sign import command_args
+
+    path = site.tmp / "published.bundle"
+    data = DATA[:300_000]
+    path.write_bytes(data)
+    args = command_args(["url=https://x.example/p.bundle", f"bundle={path}", "version=1.2.3"])
+    assert args == {"url": "https://x.example/p.bundle", "sha256": hashlib.sha256(data).hexdigest(),
+                    "size": len(data), "version": "1.2.3"}
+    with site.file_server({"/p.bundle": data}) as srv:
+        run = subprocess.run([sys.executable, "-m", "gateway.platform.cli", "send", "upd-gw", "update",
+                              f"url={srv.url('/p.bundle')}", f"bundle={path}", "--key", str(site.tmp / "platform.key"),
+                              "--port", str(site.broker.port), "--timeout", "30"],
+                             capture_output=True, text=True, timeout=120)
+    replies = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    states = [r.get("result", {}).get("state") for r in replies]
+    assert states[:2] == ["downloading", "downloaded"] and states[-1] == "failed", run.stdout + run.stderr
+    assert run.returncode == 1  # not a release bundle: apply_bundle refused it, and the exit code says so
