@@ -36,12 +36,28 @@ def _run(argv: list[str], what: str, where: str) -> str:
         raise _os_error(e, where) from None
     if p.returncode != 0:
         out = (p.stderr or "") + (p.stdout or "")
-        if "No space left on device" in out or "Disk quota exceeded" in out:
+        # ensurepip hides the ENOSPC of its own pip behind "returned non-zero exit status 1": ask the disk
+        if "No space left on device" in out or "Disk quota exceeded" in out or _nearly_full(where):
             raise UpdateError("disk_full", f"no space left for the new release in {where}: free some "
                                            "space; the running release is untouched")
         tail = " | ".join(line.strip() for line in out.strip().splitlines()[-4:])
         raise UpdateError("install", f"{what} failed (exit {p.returncode}): {tail}")
     return p.stdout
+
+
+LOW_SPACE_BYTES = 4 << 20  # a failed step with less than this left on its filesystem failed for space
+
+
+def _nearly_full(where: str) -> bool:
+    import shutil
+
+    path = where
+    while path and not os.path.exists(path):
+        path = os.path.dirname(path)
+    try:
+        return shutil.disk_usage(path or "/").free < LOW_SPACE_BYTES
+    except OSError:
+        return False
 
 
 def _os_error(e: OSError, where: str) -> UpdateError:

@@ -109,7 +109,7 @@ class Service:
         while not self._stop.is_set():
             with open(log, "ab") as out:
                 self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
-                                             start_new_session=True, env=self.env)
+                                             start_new_session=True, env=self.env, cwd=self.layout.data_dir)
             self.starts += 1
             self.proc.wait()
             # systemd then stops what is left in the unit's cgroup (KillMode=control-group): the watcher
