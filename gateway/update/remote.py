@@ -10,7 +10,9 @@ that survives a restart, then the hand-over to gateway.update.apply.apply_bundle
                after MAX_FRUITLESS attempts in a row that brought nothing (the part is kept: the same
                bundle, sent again, resumes it)
     hand-over  the job is removed first (a restart then never installs twice), then apply_bundle with
-               expect_sha256; its steps become audit events, its "restarting" step the final reply
+               expect_sha256; its steps are journalled and the daemon audits the journal
+               (gateway/update/audit.py, actor "platform:<command id>"); its "restarting" step sends
+               the final reply
 
 Nothing here runs on the safety loop or the uplink thread: `start` only checks and writes the job; the
 thread talks to the network with a socket timeout and to the daemon through `audit` and `reply`."""
@@ -160,6 +162,11 @@ class RemoteUpdate:
 
         fruitless = 0
         while True:
+            if self.daemon.cfg.updates is None:  # a reload took [updates] away meanwhile
+                self._drop_job(job, remove_part=True)
+                self._final(job, False, "unavailable", "the config has no [updates] table any more: download "
+                                                       "abandoned")
+                return
             before = part.durable_length()
             try:
                 path = fetch(job["url"], job["sha256"], job["size"], part, self._context(),
@@ -199,9 +206,9 @@ class RemoteUpdate:
         sent = {"final": False}
 
         def on_step(step: dict) -> None:
+            # each step is journalled, and the daemon audits the journal (gateway/update/audit.py: actor
+            # "platform:<command id>"); here only the reply that must leave before the restart
             name = step.get("step")
-            self._audit(job, f"apply_{name}", **{k: v for k, v in step.items() if k in ("version", "previous",
-                                                                                         "reason", "update")})
             if name == "restarting":  # the last moment this process is sure to be alive
                 sent["final"] = True
                 self._final(job, True, None, f"release {step.get('version')} installed and switched to; "

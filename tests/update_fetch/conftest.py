@@ -116,6 +116,10 @@ class Site:
     def outcomes(self, command_id: str) -> list[str]:
         return [e.get("outcome") for e in self.audits(command_id)]
 
+    def apply_steps(self, command_id: str) -> list[str]:
+        """apply_bundle's journalled steps for this command, as the daemon audits them."""
+        return [e.get("result") for e in self.rx.of_type("audit") if e.get("actor") == f"platform:{command_id}"]
+
     @property
     def fetch_dir(self) -> Path:
         return self.tmp / "var" / "update-fetch"

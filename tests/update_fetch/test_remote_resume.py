@@ -85,7 +85,11 @@ def test_a_complete_bundle_left_by_a_stop_is_handed_over_without_a_byte_fetched_
         assert srv.requests == []
     assert replies[-1]["error"] == "signature", replies[-1]
     assert [a["outcome"] for a in audits][:2] == ["resumed", "downloaded"]
-    assert "apply_refused" in [a["outcome"] for a in audits]
+    from gateway.update import journal as J
+
+    steps = [e["step"] for e in J.Journal(os.path.join(cfg.gateway.data_dir, "update", "journal")).entries()]
+    assert steps[-1] == "refused" and [e["by"] for e in J.Journal(os.path.join(cfg.gateway.data_dir, "update",
+                                                                                 "journal")).entries()][-1] == "platform:c-1"
     assert not os.path.exists(part.done_path) and not os.path.exists(up.job_path)
     assert not (tmp_path / "opt" / "releases" / "current").exists()
 
