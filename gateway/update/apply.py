@@ -92,6 +92,10 @@ def apply_bundle(bundle_path: str, *, data_dir: str, install_root: str, release_
         raise
     version = manifest["version"]
     step("verified", version=version, min_version=manifest["min_version"])
+    # two releases kept: the running one and the one before it; a rolled-back one goes now
+    gone = R.prune(layout, [running, st["previous"]])
+    if gone:
+        step("pruned", removed=sorted(gone))
     try:
         step("installing", version=version)
         install_release(layout, version, os.path.join(staging, "wheels"), manifest)
