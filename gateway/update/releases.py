@@ -65,7 +65,7 @@ def installed(layout: Layout) -> list[str]:
     for n in names:
         if n == CURRENT or n.startswith(".") or not _NAME.match(n):
             continue
-        if os.path.isfile(os.path.join(layout.releases, n, COMPLETE)):
+        if os.path.isfile(os.path.join(layout.releases, n, COMPLETE)) or os.path.islink(os.path.join(layout.releases, n)):
             out.append(n)
     return out
 
@@ -96,6 +96,9 @@ def remove_release(layout: Layout, version: str) -> None:
     d = layout.release_dir(version)
     if current_version(layout) == version:
         raise ValueError(f"{version} is the current release")
+    if os.path.islink(d):  # install.sh's release: releases/<version> -> ../venv, which install.sh owns
+        os.unlink(d)
+        return
     try:
         os.unlink(os.path.join(d, COMPLETE))
     except FileNotFoundError:
