@@ -93,7 +93,7 @@ def apply_bundle(bundle_path: str, *, data_dir: str, install_root: str, release_
     version = manifest["version"]
     step("verified", version=version, min_version=manifest["min_version"])
     # two releases kept: the running one and the one before it; a rolled-back one goes now
-    gone = R.prune(layout, [running, st["previous"]])
+    gone = R.prune(layout, [running, st["previous"]], keep=max(2, int(keep)) - 1)  # -1: room for the new one
     if gone:
         step("pruned", removed=sorted(gone))
     try:

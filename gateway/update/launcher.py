@@ -122,7 +122,7 @@ def watch(layout: "R.Layout", journal: "J.Journal", trial: dict, daemon_pid: int
                     return last["outcome"]
                 journal.append({**base, "step": "healthy", "after_s": round(time.monotonic() - t0, 2),
                                 "previous": trial["from"]})
-                gone = R.prune(layout, [trial["version"], trial["from"]])
+                gone = R.prune(layout, [trial["version"], trial["from"]], keep=trial.get("keep", 2))
                 if gone:
                     journal.append({**base, "step": "pruned", "removed": sorted(gone)})
                 return "healthy"
