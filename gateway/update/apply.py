@@ -15,19 +15,27 @@ Public entry point (the platform's signed `update` command and `gateway update F
   (`[updates] release_keys`). An empty list refuses every bundle (reason "no_updates").
 - by: who asked, for the audit events ("cli:alice[4242]", "platform:<command id>").
 - expect_sha256: the platform command's sha256 of the whole bundle file; checked first.
-- on_step(step: dict): called after each step is journalled (fsynced): {"step": "verified",
-  "update": id, "version": ..., ...}. The daemon path turns them into audit events at once; the
-  journal is replayed into audit events at the next daemon start anyway (nothing is lost by a restart).
-- restart(): called after the switch to restart the service (default: SIGTERM to the daemon that
-  owns data_dir, which systemd's Restart=always starts again through the launcher). Called from inside
-  the daemon, this ends the calling process: the outcome then comes from the launcher's health gate
-  and is read back with `gateway status` / the audit events.
+- on_step(step: dict): called after each step is journalled (fsynced): {"n": 4, "ts": ..., "step":
+  "verified", "update": id, "by": by, "version": ..., ...}: for progress (the CLI prints it; a platform
+  command may reply with it). Do NOT audit from it: every journal line becomes an audit event by
+  itself (gateway/update/audit.py: the running daemon reads the journal every 0.5 s and at start, so
+  steps taken while no daemon runs - the launcher's - are audited too, each exactly once).
+- restart(): called after the switch to restart the service (default: SIGUSR2 to the daemon that owns
+  data_dir - its pid from <data_dir>/daemon.lock - which stops cleanly and re-execs the launcher in the
+  same process: gateway/update/restart.py). Called from inside the daemon, the default signals the
+  calling process itself: it stops after apply_bundle returns (keep the call off the safety loop, e.g.
+  in the command handler's thread); the outcome then comes from the launcher's health gate and is read
+  back with `gateway status` (last_update) and the audit events.
+- health_s, keep: from `[updates]` (cfg.updates.health_s, cfg.updates.keep); install_root is
+  cfg.updates.install_root, release_keys cfg.updates.release_keys (paths).
 - wait: after the restart, wait (up to health_s + 30 s) for the health gate's outcome.
 
 Returns {"update": id, "version": new, "previous": running, "outcome": "switched" | "healthy" |
-"rolled_back", "reason": ...}. Raises UpdateError(reason, message) when the bundle is refused or the
-install fails; the running release is then untouched (nothing outside releases/<new version> and the
-journal was written, and the new version's directory is removed again).
+"rolled_back", "reason": ...}. Raises UpdateError(reason, message) (gateway.errors) when the bundle is
+refused or the install fails; the running release is then untouched (nothing outside
+releases/<new version> and the journal was written, and the new version's directory is removed
+again). Reason words: no_updates, sha256, signature, truncated, bundle, manifest, release_key, floor,
+downgrade, platform, busy (another update on trial), install, disk_full.
 """
 
 from __future__ import annotations
@@ -92,6 +100,10 @@ def apply_bundle(bundle_path: str, *, data_dir: str, install_root: str, release_
         raise
     version = manifest["version"]
     step("verified", version=version, min_version=manifest["min_version"])
+    # two releases kept: the running one and the one before it; a rolled-back one goes now
+    gone = R.prune(layout, [running, st["previous"]], keep=max(2, int(keep)) - 1)  # -1: room for the new one
+    if gone:
+        step("pruned", removed=sorted(gone))
     try:
         step("installing", version=version)
         install_release(layout, version, os.path.join(staging, "wheels"), manifest)

@@ -119,8 +119,8 @@ def state(entries: list[dict]) -> dict:
             last["message"] = e.get("message")
         if step in TERMINAL:
             last["outcome"] = step
-            if step in ("healthy", "rolled_back") and last["from"]:
-                previous = last["from"] if step == "healthy" else last["version"]
+            if step == "healthy" and last["from"]:
+                previous = last["from"]  # a rollback leaves it: the one to go back to is still that one
     trial = None
     if last and last["outcome"] is None and last["phase"] in ("switched", "restarting", "started"):
         trial = last

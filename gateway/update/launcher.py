@@ -122,7 +122,7 @@ def watch(layout: "R.Layout", journal: "J.Journal", trial: dict, daemon_pid: int
                     return last["outcome"]
                 journal.append({**base, "step": "healthy", "after_s": round(time.monotonic() - t0, 2),
                                 "previous": trial["from"]})
-                gone = R.prune(layout, [trial["version"], trial["from"]])
+                gone = R.prune(layout, [trial["version"], trial["from"]], keep=trial.get("keep", 2))
                 if gone:
                     journal.append({**base, "step": "pruned", "removed": sorted(gone)})
                 return "healthy"
@@ -183,16 +183,44 @@ def _spawn_watcher(layout, journal, trial, sock) -> None:
         os._exit(1)
 
 
+def condition(layout: "R.Layout", journal: "J.Journal", args: list[str]) -> int:
+    """ExecCondition=: `gateway check` by the release that will start. A release on trial whose check
+    fails (it refuses the config, or cannot even import) is rolled back at once - a failing
+    ExecCondition= skips the start and systemd never restarts a skipped unit, so waiting for the start
+    counter would leave the box silent - and the previous release's check decides instead."""
+    import subprocess
+
+    st = J.recover(layout, journal)
+    version = R.current_version(layout)
+    exe = layout.gateway_bin(version) if version else os.path.join(layout.install_root, "venv", "bin", "gateway")
+    try:
+        done = subprocess.run([exe, *args], capture_output=True, text=True, timeout=120)
+        rc, out = done.returncode, (done.stdout or "") + (done.stderr or "")
+    except (OSError, subprocess.TimeoutExpired) as e:
+        rc, out = 1, str(e)
+    trial = st["trial"]
+    if rc != 0 and trial is not None and trial["version"] == version and trial["from"]:
+        tail = " | ".join(line.strip() for line in out.strip().splitlines()[-3:])
+        J.rollback(layout, journal, trial, "check", f"{version}: gateway check failed (exit {rc}): {tail}")
+        return condition(layout, journal, args)
+    sys.stdout.write(out)
+    return rc if 0 <= rc < 255 else 1
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="launcher", description="starts the current community-gateway release")
     ap.add_argument("--install-root", default="/opt/community-gateway")
     ap.add_argument("--data-dir", default="/var/lib/community-gateway")
     ap.add_argument("--socket", default=None, help="the daemon's control socket (default: as the CLI finds it)")
+    ap.add_argument("--condition", action="store_true",
+                    help="ExecCondition=: run the starting release's `gateway check`, roll back a trial it fails")
     ap.add_argument("args", nargs=argparse.REMAINDER, help="-- then the gateway's arguments (run -c FILE)")
     a = ap.parse_args(argv)
     args = a.args[1:] if a.args[:1] == ["--"] else a.args
     layout = R.Layout(a.install_root, a.data_dir)
     journal = J.Journal(layout.journal_path)
+    if a.condition:
+        sys.exit(condition(layout, journal, args))
     exe, trial = choose(layout, journal)
     # for the daemon's SIGUSR2 restart after an update (gateway/update/restart.py): this command again
     me = [sys.executable, os.path.abspath(__file__), *(argv if argv is not None else sys.argv[1:])]

@@ -65,7 +65,7 @@ def installed(layout: Layout) -> list[str]:
     for n in names:
         if n == CURRENT or n.startswith(".") or not _NAME.match(n):
             continue
-        if os.path.isfile(os.path.join(layout.releases, n, COMPLETE)):
+        if os.path.isfile(os.path.join(layout.releases, n, COMPLETE)) or os.path.islink(os.path.join(layout.releases, n)):
             out.append(n)
     return out
 
@@ -96,6 +96,9 @@ def remove_release(layout: Layout, version: str) -> None:
     d = layout.release_dir(version)
     if current_version(layout) == version:
         raise ValueError(f"{version} is the current release")
+    if os.path.islink(d):  # install.sh's release: releases/<version> -> ../venv, which install.sh owns
+        os.unlink(d)
+        return
     try:
         os.unlink(os.path.join(d, COMPLETE))
     except FileNotFoundError:
@@ -103,21 +106,28 @@ def remove_release(layout: Layout, version: str) -> None:
     shutil.rmtree(d, ignore_errors=True)
 
 
-def prune(layout: Layout, keep_versions: list[str]) -> list[str]:
-    """Remove every release directory not in `keep_versions` (the current and the previous one);
-    half-made ones too. Returns what went."""
+def prune(layout: Layout, keep_versions: list[str], keep: int = 2) -> list[str]:
+    """Remove every release directory but `keep_versions` (the current and the previous one) and, up to
+    `keep` in all, the newest other complete ones; half-made ones always. Returns what went."""
     gone = []
     try:
         names = os.listdir(layout.releases)
     except OSError:
         return gone
-    keep = set(v for v in keep_versions if v) | {current_version(layout)}
+    kept = set(v for v in keep_versions if v) | {current_version(layout)}
+    kept.discard(None)
+    others = sorted((n for n in installed(layout) if n not in kept), key=_version_key, reverse=True)
+    keep = kept | set(others[:max(0, keep - len(kept))])
     for n in names:
         if n == CURRENT or n.startswith(".") or n in keep or not _NAME.match(n):
             continue
         remove_release(layout, n)
         gone.append(n)
     return gone
+
+
+def _version_key(name: str):
+    return [int(p) if p.isdigit() else -1 for p in re.split(r"[.+!-]", name)]
 
 
 def daemon_pid(layout: Layout) -> int | None:

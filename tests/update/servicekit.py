@@ -33,6 +33,8 @@ BEHAVIOUR = {behaviour!r}
 data_dir, sock_path = {data_dir!r}, {sock!r}
 with open(os.path.join(data_dir, "boots.log"), "a") as f:
     f.write(VERSION + "\n")
+if sys.argv[1:2] == ["check"]:
+    sys.exit(1 if BEHAVIOUR == "crash" else print("configuration is valid"))
 if BEHAVIOUR == "crash":
     sys.exit("ImportError: cannot import name 'Daemon' (a broken release)")
 with open(os.path.join(data_dir, "daemon.lock"), "w") as f:

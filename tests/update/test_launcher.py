@@ -113,3 +113,22 @@ def test_no_trial_no_watcher(layout):
     finally:
         svc.stop()
     assert J.Journal(layout.journal_path).entries() == []
+
+
+def test_exec_condition_rolls_back_a_release_whose_check_fails(layout):
+    """The unit's ExecCondition= runs `gateway check` through the launcher: a release on trial that
+    cannot check the config (here: it crashes on import) is rolled back at once, and the previous
+    release's check lets the start go ahead (a skipped start is never restarted by systemd)."""
+    import subprocess
+    from servicekit import PYTHON
+    fake_release(layout, "0.1.0", "healthy")
+    fake_release(layout, "0.2.0", "crash")
+    begin_trial(layout, "0.2.0")
+    launcher = install_launcher(layout)
+    r = subprocess.run([PYTHON, launcher, "--install-root", layout.install_root, "--data-dir", layout.data_dir,
+                        "--condition", "--", "check", "-c", "/dev/null"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "configuration is valid" in r.stdout
+    st = last(layout)
+    assert st["outcome"] == "rolled_back" and st["reason"] == "check"
+    assert R.current_version(layout) == "0.1.0"
