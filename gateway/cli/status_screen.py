@@ -127,6 +127,10 @@ def _release(st: dict) -> list[str]:
         line += f"; last update: {last.get('version') or '?'} {last.get('outcome')}"
         if last.get("reason"):
             line += f" ({last['reason']}: {last.get('message') or ''})".replace(": )", ")")
+    dl = (st.get("update_download") or {}).get("downloading")
+    if dl:  # the platform's `update` (gateway/update/remote.py)
+        line += (f"; downloading {dl.get('version') or 'an update'}: {dl['received'] // 2**20} of "
+                 f"{dl['size'] // 2**20} MiB")
     return [line]
 
 

@@ -18,6 +18,7 @@ from gateway import __version__
 from gateway.errors import OutboxError
 from gateway.reading import GOOD
 from gateway.update.health import health, release_status
+from gateway.update.remote import download_status
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ def daemon_status(d) -> dict:
     }
     st["health"] = health(d, SAFETY_ALLOWANCE_S)  # the update's health gate asks this (gateway/update/launcher.py)
     st.update(release_status(cfg.gateway.data_dir))
+    st["update_download"] = download_status(cfg.gateway.data_dir)  # the platform's `update` (remote.py)
     if safety.get("drill"):  # gateway/act/drill.py
         st["drill"] = safety["drill"]
     st["verdict"] = verdict(st, wall)

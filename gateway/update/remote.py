@@ -296,11 +296,44 @@ class RemoteUpdate:
 
     def _final(self, job: dict, ok: bool, error: str | None, message: str, **result) -> None:
         outcome = result.get("state") if ok else "failed"
-        self.last = {"command_id": job["command_id"], "ok": ok, "error": error, "message": message,
-                     "at": time.time()}
+        self.last = {"command_id": job["command_id"], "version": job.get("version"), "ok": ok,
+                     "outcome": outcome, "error": error, "message": message[:500], "at": round(time.time(), 3)}
+        try:  # for `gateway status`, across a restart (download_status)
+            from gateway.commands.atomic import write_atomic
+
+            os.makedirs(self.dir, exist_ok=True)
+            write_atomic(os.path.join(self.dir, "last.json"), json.dumps(self.last).encode(), mode=0o600)
+        except OSError as e:
+            log.error("cannot record the update's outcome in %s: %s", self.dir, e)
         (log.warning if ok else log.error)("update %s: %s", job["command_id"], message)
         self._audit(job, outcome or "done", reason=error, detail=message[:500])
         self._reply(job, ok, message, error, **({"state": "failed"} if not ok else result))
+
+
+def download_status(data_dir: str) -> dict:
+    """What `gateway status` shows of the platform's update: the download in progress (`downloading`:
+    command id, version, bytes written so far of size) and the last one's outcome (`last`). Read from the
+    files alone, so any process may ask."""
+    d = os.path.join(data_dir, "update-fetch")
+    out: dict = {}
+    try:
+        with open(os.path.join(d, "job.json"), encoding="utf-8") as f:
+            job = json.load(f)
+        part = PartFile(d, job["sha256"])
+        try:
+            received = os.path.getsize(part.path)  # written so far (fsynced: every 4 MiB)
+        except OSError:
+            received = job["size"] if os.path.exists(part.done_path) else 0
+        out["downloading"] = {"command_id": job["command_id"], "version": job.get("version"), "size": job["size"],
+                              "received": received}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        with open(os.path.join(d, "last.json"), encoding="utf-8") as f:
+            out["last"] = json.load(f)
+    except (OSError, ValueError):
+        pass
+    return out
 
 
 def _remove(path: str) -> None:

@@ -163,11 +163,20 @@ def test_a_download_in_progress_holds_up_neither_the_siren_nor_other_commands(si
         assert status[-1]["ok"], replies_json(status)
         second = site.send(site.command({"url": srv.url("/r.bundle"), "sha256": SHA, "size": len(DATA)}))
         assert second[-1]["error"] == "busy", replies_json(second)
+        from tests.daemonkit import cli_json
+
+        st = cli_json(site.cfg_path, "status")[0]  # what a technician sees meanwhile
+        assert st["update_download"]["downloading"]["command_id"] == cmd["id"], st.get("update_download")
+        assert 0 < st["update_download"]["downloading"]["received"] < len(DATA)
         assert srv.sent < len(DATA), "the download finished before the checks: they proved nothing"
         print(f"during the download: siren on after {siren_s:.2f} s, status answered in {status_s:.2f} s")
         srv.delay_per_chunk_s = 0
         thread.join(60)
         assert got and got[-1].get("result", {}).get("state") == "failed", replies_json(got)  # not a bundle
+        st = cli_json(site.cfg_path, "status")[0]
+        assert "downloading" not in st["update_download"]
+        assert st["update_download"]["last"]["command_id"] == cmd["id"]
+        assert st["update_download"]["last"]["error"] == got[-1]["error"]
     site.sim.set_value(1, "level", 2.0)
 
 
