@@ -122,3 +122,29 @@ def test_an_unreadable_job_is_moved_aside_and_other_parts_removed(tmp_path, ca):
     assert up.resume_pending() is False
     assert not os.path.exists(stale.path) and not os.path.exists(stale.done_path)
     assert replies == []
+
+
+def test_a_server_that_stops_giving_bytes_is_given_up_and_the_same_bundle_resumes_later(tmp_path, ca):
+    cfg = _config(tmp_path, ca)
+    data = os.urandom(600_000)
+    sha = hashlib.sha256(data).hexdigest()
+    with FileServer(ca, {"/r.bundle": data}) as srv:
+        srv.drop_after = [100_000] + [0] * 20  # then every attempt is cut before its first byte
+        audits, replies = [], []
+        up = RemoteUpdate(Running(cfg), audit=audits.append, reply=replies.append, pauses_s=(0.01,) * 6)
+        first = up.start("c-1", {"url": srv.url("/r.bundle"), "sha256": sha, "size": len(data)})
+        assert first["resumed_from"] == 0
+        wait_for(lambda: replies and replies[-1]["result"].get("state") == "failed", 30, what="giving up")
+        assert replies[-1]["error"] == "connection" and "gave up after 6 attempts" in replies[-1]["message"]
+        assert [a["outcome"] for a in audits].count("retrying") == 6
+        assert not os.path.exists(up.job_path)
+        assert PartFile(up.dir, sha).durable_length() == 100_000  # kept
+        srv.drop_after = []
+        again = up.start("c-2", {"url": srv.url("/r.bundle"), "sha256": sha, "size": len(data)})
+        assert again["resumed_from"] == 100_000
+        wait_for(lambda: replies[-1]["id"] == "c-2" and replies[-1]["result"].get("state") == "failed", 30,
+                 what="the second command's outcome")
+        assert srv.requests[-1][1] == "bytes=100000-"
+        # downloaded whole this time and handed over: random bytes are no bundle, apply_bundle says so
+        assert "downloaded" in [a["outcome"] for a in audits if a["command_id"] == "c-2"]
+        assert replies[-1]["error"] not in ("connection", "timeout", "sha256_mismatch"), replies[-1]
