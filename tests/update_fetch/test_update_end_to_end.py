@@ -17,7 +17,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import pytest
 
 from fetchkit import Ca, FileServer
 from drivers.sim.modbus_device import SimBus
