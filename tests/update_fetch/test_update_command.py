@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from conftest import Site, replies_json
+from fetchsite import Site, replies_json
 from fetchkit import Ca
 from tests.mosquitto import wait_for
 

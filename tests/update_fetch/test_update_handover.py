@@ -9,7 +9,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from conftest import Site, replies_json
+from fetchsite import Site, replies_json
 from fetchkit import tiny_gateway_wheel
 from gateway.platform.keys import keygen
 from gateway.update.bundle import build_bundle

@@ -1,4 +1,4 @@
-"""The platform-driven update's site: a CA that signs both the broker's TLS listener and the HTTPS file
+"""fetchsite: the platform-driven update's site: a CA that signs both the broker's TLS listener and the HTTPS file
 server (the download is pinned by the uplink's CA), a real mosquitto, the reference receiver, the
 platform's command key and a `gateway run` process with [updates]."""
 
