@@ -47,8 +47,11 @@ def choose(layout: "R.Layout", journal: "J.Journal") -> tuple[str, dict | None]:
     st = J.recover(layout, journal)
     trial = st["trial"]
     if trial is not None and R.current_version(layout) != trial["version"]:
-        # current was moved by hand (or by a rollback the journal did not see): not a trial any more
-        J.rollback(layout, journal, trial, "moved", f"current points at {R.current_version(layout)}")
+        # current was moved by hand (install.sh re-run from a checkout, say): that choice stands, and
+        # the trial is over without a switch
+        journal.append({"update": trial["update"], "by": "launcher", "step": "rolled_back", "version": trial["version"],
+                        "reason": "moved", "message": f"current was pointed at {R.current_version(layout)} by "
+                                                      "hand during the trial", "to": R.current_version(layout)})
         trial = None
     if trial is not None:
         if trial["starts"] >= J.MAX_STARTS:
