@@ -63,9 +63,14 @@ def choose(layout: "R.Layout", journal: "J.Journal") -> tuple[str, dict | None]:
             journal.append({"update": trial["update"], "by": "launcher", "step": "started",
                             "version": trial["version"], "attempt": trial["starts"] + 1})
     version = R.current_version(layout)
+    legacy = os.path.join(layout.install_root, "venv", "bin", "gateway")
     if version is None:
-        return os.path.join(layout.install_root, "venv", "bin", "gateway"), None
-    return layout.gateway_bin(version), trial
+        return legacy, None
+    exe = layout.gateway_bin(version)
+    if not os.path.exists(exe) and os.path.exists(legacy):  # current's directory removed by hand
+        print(f"launcher: {exe} is missing; starting {legacy}", file=sys.stderr, flush=True)
+        return legacy, None
+    return exe, trial
 
 
 def socket_path(layout: "R.Layout", given: str | None) -> str:

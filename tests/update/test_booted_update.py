@@ -24,7 +24,7 @@ from wheelhouse import wheelhouse  # noqa: E402
 
 WHY = unavailable() or next((f"{t} is not installed (make deps installs systemd-container)"
                              for t in ("systemd-nspawn", "nsenter") if not shutil.which(t)), None)
-pytestmark = pytest.mark.skipif(WHY is not None, reason=f"booted update test: {WHY}")
+pytestmark = [pytest.mark.skipif(WHY is not None, reason=f"booted update test: {WHY}"), pytest.mark.slow]
 
 NAME = "community-gateway"
 CONF = "/etc/community-gateway/gateway.toml"
