@@ -124,7 +124,7 @@ def _release(st: dict) -> list[str]:
     line = f"release {st['release']}" + (f" (previous {st['previous']})" if st.get("previous") else "")
     last = st.get("last_update")
     if last:
-        line += f"; last update: {last.get('version') or '?'} {last.get('outcome')}"
+        line += f"; last update: {(last['version'] + ' ') if last.get('version') else ''}{last.get('outcome')}"
         if last.get("reason"):
             line += f" ({last['reason']}: {last.get('message') or ''})".replace(": )", ")")
     dl = (st.get("update_download") or {}).get("downloading")

@@ -47,6 +47,10 @@ def run_update(cfg, path: str, wait: bool = True) -> int:
     r = apply_bundle(path, data_dir=cfg.gateway.data_dir, install_root=up.install_root,
                      release_keys=list(up.release_keys), by=by, on_step=_say, health_s=up.health_s,
                      keep=up.keep, wait=wait)
+    if r.get("reason") == "not_running":
+        print(f"switched to {r['version']}; the daemon is not running: the release is tried (and its health "
+              f"gate run) at the next start of the service: sudo systemctl start community-gateway")
+        return 0
     if not wait:
         print(f"switched to {r['version']}: the health gate decides within {up.health_s:g} s "
               "(gateway status shows the outcome)")

@@ -31,7 +31,8 @@ Public entry point (the platform's signed `update` command and `gateway update F
 - wait: after the restart, wait (up to health_s + 30 s) for the health gate's outcome.
 
 Returns {"update": id, "version": new, "previous": running, "outcome": "switched" | "healthy" |
-"rolled_back", "reason": ...}. Raises UpdateError(reason, message) (gateway.errors) when the bundle is
+"rolled_back", "reason": ...}; reason "not_running" when the default restart found no daemon (the
+switched release is tried at the next start of the service). Raises UpdateError(reason, message) (gateway.errors) when the bundle is
 refused or the install fails; the running release is then untouched (nothing outside
 releases/<new version> and the journal was written, and the new version's directory is removed
 again). Reason words: no_updates, sha256, signature, truncated, bundle, manifest, release_key, floor,
@@ -118,8 +119,11 @@ def apply_bundle(bundle_path: str, *, data_dir: str, install_root: str, release_
     R.switch(layout, version)
     step("switched", version=version, previous=running)
     step("restarting", version=version)
-    (restart or (lambda: R.restart_daemon(layout)))()
+    pid = (restart or (lambda: R.restart_daemon(layout)))()
     result = {"update": uid, "version": version, "previous": running, "outcome": "switched", "reason": None}
+    if restart is None and pid is None:  # no daemon to restart: the next start of the service tries it
+        result["reason"] = "not_running"
+        return result
     if wait:
         result.update(J.wait_outcome(journal, uid, timeout=float(health_s) + 30.0))
     return result

@@ -86,12 +86,14 @@ def install_release(layout: R.Layout, version: str, wheels_dir: str, manifest: d
                "importing the new release", d).strip()
     if got != version:
         raise UpdateError("install", f"the bundle's gateway wheel installed version {got}, not {version}")
+    R.give_to_owner_of(d, layout.releases)  # made by root (sudo gateway update): the service's, like releases/
     mark = os.path.join(d, R.COMPLETE)
     try:
         with open(mark, "w") as f:
             f.write(version + "\n")
             f.flush()
             os.fsync(f.fileno())
+        R.give_to_owner_of(mark, layout.releases)
         R.fsync_dir(d)
     except OSError as e:
         raise _os_error(e, d) from None

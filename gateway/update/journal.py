@@ -52,6 +52,7 @@ class Journal:
         fresh = not os.path.isdir(d)
         os.makedirs(d, exist_ok=True)
         if fresh:
+            R.give_to_owner_of(d, os.path.dirname(d))
             R.fsync_dir(os.path.dirname(d))
         entries = self.entries()
         e = {"n": (entries[-1].get("n", 0) + 1) if entries else 1, "ts": round(time.time(), 3), **entry}
@@ -65,6 +66,7 @@ class Journal:
             f.flush()
             os.fsync(f.fileno())
         if not existed:
+            R.give_to_owner_of(self.path, os.path.dirname(d))
             R.fsync_dir(d)
         return e
 
@@ -80,6 +82,7 @@ class Journal:
                 f.write((json.dumps(e, sort_keys=True, separators=(",", ":")) + "\n").encode())
             f.flush()
             os.fsync(f.fileno())
+        R.give_to_owner_of(tmp, os.path.dirname(os.path.dirname(self.path)))
         os.replace(tmp, self.path)
         R.fsync_dir(os.path.dirname(self.path))
 

@@ -47,8 +47,11 @@ def choose(layout: "R.Layout", journal: "J.Journal") -> tuple[str, dict | None]:
     st = J.recover(layout, journal)
     trial = st["trial"]
     if trial is not None and R.current_version(layout) != trial["version"]:
-        # current was moved by hand (or by a rollback the journal did not see): not a trial any more
-        J.rollback(layout, journal, trial, "moved", f"current points at {R.current_version(layout)}")
+        # current was moved by hand (install.sh re-run from a checkout, say): that choice stands, and
+        # the trial is over without a switch
+        journal.append({"update": trial["update"], "by": "launcher", "step": "rolled_back", "version": trial["version"],
+                        "reason": "moved", "message": f"current was pointed at {R.current_version(layout)} by "
+                                                      "hand during the trial", "to": R.current_version(layout)})
         trial = None
     if trial is not None:
         if trial["starts"] >= J.MAX_STARTS:
@@ -60,9 +63,14 @@ def choose(layout: "R.Layout", journal: "J.Journal") -> tuple[str, dict | None]:
             journal.append({"update": trial["update"], "by": "launcher", "step": "started",
                             "version": trial["version"], "attempt": trial["starts"] + 1})
     version = R.current_version(layout)
+    legacy = os.path.join(layout.install_root, "venv", "bin", "gateway")
     if version is None:
-        return os.path.join(layout.install_root, "venv", "bin", "gateway"), None
-    return layout.gateway_bin(version), trial
+        return legacy, None
+    exe = layout.gateway_bin(version)
+    if not os.path.exists(exe) and os.path.exists(legacy):  # current's directory removed by hand
+        print(f"launcher: {exe} is missing; starting {legacy}", file=sys.stderr, flush=True)
+        return legacy, None
+    return exe, trial
 
 
 def socket_path(layout: "R.Layout", given: str | None) -> str:

@@ -70,6 +70,24 @@ def installed(layout: Layout) -> list[str]:
     return out
 
 
+def give_to_owner_of(path: str, parent: str) -> None:
+    """Root (`sudo gateway update`) makes files the service must later change or remove (the journal,
+    a release, the current link): hand them to the owner of `parent` (the data dir, releases/)."""
+    if os.geteuid() != 0:
+        return
+    try:
+        st = os.stat(parent)
+    except OSError:
+        return
+    if st.st_uid == 0:
+        return
+    if os.path.isdir(path) and not os.path.islink(path):
+        for root, dirs, files in os.walk(path):
+            for n in dirs + files:
+                os.lchown(os.path.join(root, n), st.st_uid, st.st_gid)
+    os.lchown(path, st.st_uid, st.st_gid)
+
+
 def fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -87,6 +105,7 @@ def switch(layout: Layout, version: str) -> None:
     except FileNotFoundError:
         pass
     os.symlink(version, tmp)
+    give_to_owner_of(tmp, layout.releases)
     os.replace(tmp, layout.current)
     fsync_dir(layout.releases)
 

@@ -159,3 +159,16 @@ def test_an_unlisted_member(tmp_path, layout, release_key):
         ti.size = 3
         t.addfile(ti, io.BytesIO(b"abc"))
     _refused(layout, b, release_key[1], "bundle")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: sudo gateway update")
+def test_root_leaves_the_journal_to_the_service(tmp_path, layout, release_key, other_key):
+    """`sudo gateway update` as root: the journal it starts must stay writable by the service's user
+    (the launcher appends to it under User=community-gateway), so it is handed to the data dir's owner."""
+    os.chown(layout.data_dir, 65534, 65534)
+    os.chown(layout.releases, 65534, 65534)
+    b = _bundle(tmp_path, other_key[0])
+    with pytest.raises(UpdateError):
+        _apply(layout, b, release_key[1])
+    for p in (layout.update_dir, layout.journal_path):
+        assert os.stat(p).st_uid == 65534, p

@@ -45,3 +45,16 @@ def test_problems(tmp_path, release_key, text, words):
     with pytest.raises(ConfigError) as e:
         _load(tmp_path, text)
     assert words in str(e.value) and "[updates]" in str(e.value), str(e.value)
+
+
+def test_gateway_update_without_the_table_is_refused_in_a_sentence(tmp_path):
+    import subprocess
+    import sys
+    p = tmp_path / "gateway.toml"
+    p.write_text(BASE)
+    (tmp_path / "b.tar").write_bytes(b"whatever")
+    r = subprocess.run([sys.executable, "-m", "gateway.cli", "update", str(tmp_path / "b.tar"), "-c", str(p)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert "has no [updates] table: this gateway accepts no update" in r.stderr
+    assert "Traceback" not in r.stderr

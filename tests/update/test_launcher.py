@@ -132,3 +132,20 @@ def test_exec_condition_rolls_back_a_release_whose_check_fails(layout):
     st = last(layout)
     assert st["outcome"] == "rolled_back" and st["reason"] == "check"
     assert R.current_version(layout) == "0.1.0"
+
+
+def test_current_moved_by_hand_during_a_trial_stands(layout):
+    """install.sh re-run (or a technician) points current elsewhere during a trial: that choice is
+    kept, the trial ends without a switch."""
+    fake_release(layout, "0.1.0", "healthy")
+    fake_release(layout, "0.2.0", "healthy")
+    begin_trial(layout, "0.2.0")
+    R.switch(layout, "0.1.0")
+    svc = Service(layout).start()
+    try:
+        wait_for(lambda: running(layout) == "0.1.0", 20, "0.1.0 running")
+    finally:
+        svc.stop()
+    st = last(layout)
+    assert st["outcome"] == "rolled_back" and st["reason"] == "moved"
+    assert boots(layout) == ["0.1.0"] and R.current_version(layout) == "0.1.0"
