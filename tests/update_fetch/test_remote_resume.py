@@ -148,3 +148,19 @@ def test_a_server_that_stops_giving_bytes_is_given_up_and_the_same_bundle_resume
         # downloaded whole this time and handed over: random bytes are no bundle, apply_bundle says so
         assert "downloaded" in [a["outcome"] for a in audits if a["command_id"] == "c-2"]
         assert replies[-1]["error"] not in ("connection", "timeout", "sha256_mismatch"), replies[-1]
+
+
+def test_status_shows_the_download_in_progress(tmp_path, ca):
+    from gateway.cli.status_screen import _release
+    from gateway.update.remote import download_status
+
+    cfg = _config(tmp_path, ca)
+    up, audits, replies = _updater(cfg)
+    sha = "ef" * 32
+    _job(up, sha, 48 * 2**20)
+    with open(PartFile(up.dir, sha).path, "wb") as f:
+        f.write(b"\0" * (12 * 2**20))
+    st = download_status(cfg.gateway.data_dir)
+    assert st["downloading"] == {"command_id": "c-1", "version": None, "size": 48 * 2**20, "received": 12 * 2**20}
+    line = _release({"release": "0.2.0", "update_download": st})[0]
+    assert line == "release 0.2.0; downloading an update: 12 of 48 MiB"
