@@ -181,9 +181,11 @@ def send_command(host: str, port: int, command: dict, *, root: str = "city/v1", 
         deadline, extended, heard = time.monotonic() + timeout, False, 0
         while not done.wait(0.1):
             if replies and len(replies) > heard and _state(replies[0]) in UPDATE_MORE_TO_COME:
-                # an update downloads: each reply (progress) buys another stall_s before we give up
+                # an update downloads, then installs: each reply buys the stall_s it names (else the
+                # first one's) before we give up
                 heard = len(replies)
-                deadline = time.monotonic() + float(replies[0]["result"].get("stall_s", 900)) + timeout
+                stall = replies[-1].get("result", {}).get("stall_s", replies[0]["result"].get("stall_s", 900))
+                deadline = time.monotonic() + float(stall) + timeout
             elif not extended and replies and _state(replies[0]) == "applying":
                 # a pushed config is being watched on the gateway: its verdict comes within watch_s
                 deadline = time.monotonic() + float(replies[0]["result"].get("watch_s", 60)) + timeout

@@ -197,7 +197,11 @@ class RemoteUpdate:
                 if self._stop.wait(pause):
                     return
         self._audit(job, "downloaded", received=job["size"])
-        self._reply(job, True, f"downloaded {job['size']} bytes, sha256 checked; applying", state="downloaded")
+        from gateway.update.install import INSTALL_TIMEOUT_S
+
+        # the install may take minutes on a Pi: the platform waits that long for the next reply
+        self._reply(job, True, f"downloaded {job['size']} bytes, sha256 checked; applying", state="downloaded",
+                    stall_s=float(INSTALL_TIMEOUT_S + 300))
         self._hand_over(job, path)
 
     def _hand_over(self, job: dict, path: str) -> None:
