@@ -11,7 +11,7 @@ import tarfile
 
 import pytest
 
-from conftest import fake_wheels, snapshot
+from updatekit import fake_wheels, snapshot
 from gateway.errors import UpdateError
 from gateway.update import apply_bundle
 from gateway.update import journal as J
