@@ -73,6 +73,30 @@ def choose(layout: "R.Layout", journal: "J.Journal") -> tuple[str, dict | None]:
     return exe, trial
 
 
+def configured_socket(args: list[str]) -> str | None:
+    """[gateway] control_socket of the config the daemon is started with (`-c FILE` after `--`), as the
+    daemon resolves it (relative to the config file); None when it names none or cannot be read."""
+    import tomllib
+
+    path = None
+    for i, a in enumerate(args):
+        if a in ("-c", "--config") and i + 1 < len(args):
+            path = args[i + 1]
+        elif a.startswith("--config="):
+            path = a.split("=", 1)[1]
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as f:
+            sock = tomllib.load(f).get("gateway", {}).get("control_socket")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(sock, str) or not sock:
+        return None
+    sock = os.path.expanduser(sock)
+    return sock if os.path.isabs(sock) else os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), sock))
+
+
 def socket_path(layout: "R.Layout", given: str | None) -> str:
     if given:
         return given
@@ -234,7 +258,7 @@ def main(argv=None) -> None:
     me = [sys.executable, os.path.abspath(__file__), *(argv if argv is not None else sys.argv[1:])]
     os.environ["GATEWAY_LAUNCHER"] = json.dumps(me)
     if trial is not None:
-        _spawn_watcher(layout, journal, trial, a.socket)
+        _spawn_watcher(layout, journal, trial, a.socket or configured_socket(args))
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(exe, [exe, *args])

@@ -11,7 +11,7 @@ import tarfile
 
 import pytest
 
-from conftest import fake_wheels, snapshot
+from updatekit import fake_wheels, snapshot
 from gateway.errors import UpdateError
 from gateway.update import apply_bundle
 from gateway.update import journal as J
@@ -53,9 +53,16 @@ def _rewrite(src, dst, change):
             b.addfile(ti, io.BytesIO(data))
 
 
-def test_a_good_bundle_passes_verification(tmp_path, layout, release_key):
-    """The control: the same bundle the refusals start from gets past verification (to the install,
-    which the stand-in wheels fail: a refusal below is not just "everything is refused")."""
+def test_a_good_bundle_passes_verification(tmp_path, layout, release_key, monkeypatch):
+    """The control: the same bundle the refusals start from gets past verification to the install (a
+    stand-in that fails: the wheels are random bytes), so a refusal below is not "everything is refused"."""
+    import gateway.update.apply as A
+
+    def install(lay, version, wheels_dir, manifest):
+        assert sorted(os.listdir(wheels_dir)) == sorted(n.split("/")[1] for n in manifest["files"])
+        os.makedirs(lay.release_dir(version))
+        raise UpdateError("install", "stand-in install")
+    monkeypatch.setattr(A, "install_release", install)
     b = _bundle(tmp_path, release_key[0])
     steps = []
     with pytest.raises(UpdateError) as e:

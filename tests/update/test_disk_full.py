@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import snapshot
+from updatekit import snapshot
 from releasekit import release_bundle
 from gateway.errors import UpdateError
 from gateway.update import apply_bundle

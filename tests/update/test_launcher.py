@@ -149,3 +149,14 @@ def test_current_moved_by_hand_during_a_trial_stands(layout):
     st = last(layout)
     assert st["outcome"] == "rolled_back" and st["reason"] == "moved"
     assert boots(layout) == ["0.1.0"] and R.current_version(layout) == "0.1.0"
+
+
+def test_the_gate_finds_the_control_socket_the_config_names(tmp_path):
+    from gateway.update.launcher import configured_socket
+    conf = tmp_path / "etc" / "gateway.toml"
+    conf.parent.mkdir()
+    conf.write_text('[gateway]\nid = "x"\ncontrol_socket = "../run/ctl.sock"\n')
+    assert configured_socket(["run", "-c", str(conf)]) == str(tmp_path / "run" / "ctl.sock")
+    conf.write_text('[gateway]\nid = "x"\n')
+    assert configured_socket(["run", "-c", str(conf)]) is None
+    assert configured_socket(["run"]) is None

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import fake_wheels
+from updatekit import fake_wheels
 from servicekit import Service, boots, fake_release, wait_for
 from gateway.update import journal as J
 from gateway.update import releases as R
