@@ -47,7 +47,8 @@ def steps(quick: bool) -> list[tuple[str, str, dict]]:
           ("fleet", "fleet", {"runs": 3, "outage_s": 5.0, "gateways": 50, "duration": 30.0, "outage_at": 10.0}
            if q else {"runs": 10, "outage_s": 30.0, "gateways": 500, "duration": 120.0, "outage_at": 40.0}),
           ("wire_bytes", "wire_bytes", {"speed": 10.0 if q else 1.0, "warmup_s": 8.0 if q else 65.0,
-                                        "window_s": 20.0 if q else 180.0})]
+                                        "window_s": 20.0 if q else 180.0}),
+          ("update", "update", {"rounds": 1 if q else 3})]
     return s
 
 

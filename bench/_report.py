@@ -127,6 +127,13 @@ def figures(r: dict) -> list[dict]:
         from bench import fleet
         for figure, measured, target, met in fleet.rows(r["fleet"]):
             row(figure, measured, target, met)
+    if "update" in r and not missing("update", "signed update to a new release"):  # issue 14 (bench/update.py)
+        u = r["update"]
+        row(f"`gateway update` -> new release healthy (median of {u['rounds']}; install {u['install_s_median']:.0f} s, "
+            f"switch -> healthy {u['switch_to_healthy_s_median']:.1f} s)", f"{u['to_healthy_s_median']:.1f} s")
+        row("relays undriven during the switch (old daemon's stop -> restore in the new one), max",
+            f"{u['undriven_s_max']:.2f} s (restore {u['restore_after_exec_s_max']:.2f} s after exec)", "<= 1 s",
+            u["undriven_s_max"] <= 1.0)
     return rows
 
 

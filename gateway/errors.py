@@ -69,3 +69,18 @@ def os_reason(e: BaseException) -> str:
     text = re.sub(r"\[Errno \d+\]\s*", "", text)
     text = re.sub(r"^could not open port \S+?: ", "", text)
     return re.sub(r":\s*'[^']*'$", "", text).strip() or type(e).__name__
+
+
+class UpdateError(GatewayError):
+    """A release bundle was refused, or applying it failed and was undone. `reason` is a short word
+    (signature, sha256, truncated, version, downgrade, no_updates, install, disk_full, health, crash,
+    ...; docs/updates.md lists them) for the audit event and the platform's reply; the message is for
+    the technician."""
+
+    def __init__(self, reason: str, message: str):
+        self.reason = reason
+        self.message = message
+        super().__init__(f"{reason}: {message}")
+
+    def __str__(self) -> str:
+        return self.message

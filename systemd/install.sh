@@ -60,6 +60,9 @@ PREFIX="${PREFIX%/}"
     || die "--prefix must be an absolute directory without spaces, not '$PREFIX'"
 VENV=$PREFIX/venv
 DOC=$PREFIX/doc
+RELEASES=$PREFIX/releases        # releases/<version> (venvs), releases/current -> <version>: docs/updates.md
+LAUNCHER=$PREFIX/launcher        # what the unit runs: starts current, rolls back a failed update
+CLI=$RELEASES/current/bin/gateway
 STAMP=$VENV/.community-gateway-source
 
 # ---- helpers -------------------------------------------------------------------------------------
@@ -199,9 +202,11 @@ if [[ $UNINSTALL -eq 1 ]]; then
     else
         ok "no unit installed"
     fi
-    if [[ "$(readlink "$(r /usr/local/bin/gateway)" 2>/dev/null || true)" == "$VENV/bin/gateway" ]]; then
-        act rm -f /usr/local/bin/gateway
-    fi
+    case "$(readlink "$(r /usr/local/bin/gateway)" 2>/dev/null || true)" in
+        "$VENV/bin/gateway"|"$CLI") act rm -f /usr/local/bin/gateway ;;
+    esac
+    if [[ -d "$(r "$RELEASES")" ]]; then act rm -rf "$RELEASES"; fi
+    if [[ -d "$(r "$LAUNCHER")" ]]; then act rm -rf "$LAUNCHER"; fi
     if [[ -d "$(r "$VENV")" ]]; then act rm -rf "$VENV"; else ok "no venv at $VENV"; fi
     if [[ -d "$(r "$DOC")" ]]; then act rm -rf "$DOC"; fi
     if [[ -d "$(r "$PREFIX")" ]]; then act rmdir --ignore-fail-on-non-empty "$PREFIX"; fi
@@ -285,11 +290,49 @@ sys.exit(not (any(SHIPPED.glob("*.toml")) and any(SCHEMAS.glob("*.json"))))' \
     ok "the installed package carries its profiles, schemas and example config"
 fi
 
-# The CLI on PATH for the technician; an existing gateway command that is not ours is left alone.
+# Releases (docs/updates.md). The venv installed here is a release by a symlink, releases/<version>
+# -> ../venv, and releases/current points at it: `gateway update FILE` and the platform's `update`
+# command install releases/<version> venvs beside it and switch current. releases/ is the service's
+# (the daemon applies a platform update; the unit's ReadWritePaths= lists it); the launcher, which the
+# unit runs and which rolls back a failed update, is root's and outside every release.
+if [[ -d "$(r "$RELEASES")" ]]; then ok "$RELEASES exists"
+else act install -d -m 0755 -o "$NAME" -g "$NAME" "$RELEASES"; fi
+for f in launcher.py journal.py releases.py; do
+    install_file "$SRC/gateway/update/$f" "$LAUNCHER/$f" 0644
+done
+cur=$(readlink "$(r "$RELEASES/current")" 2>/dev/null || true)
+if [[ $DRY -eq 1 && -n "$cur" && "$(readlink "$(r "$RELEASES/$cur")" 2>/dev/null || true)" == ../venv ]]; then
+    ok "$RELEASES/current -> $cur -> ../venv"
+elif [[ $DRY -eq 1 ]]; then
+    printf 'would: link %s/<version> -> ../venv (the installed version) and point %s/current at it\n' "$RELEASES" "$RELEASES"
+    CHANGED=1
+else
+    version=$("$VENV/bin/python" -c 'import gateway; print(gateway.__version__)')
+    [[ "$(cat "$VENV/.community-gateway-release" 2>/dev/null || true)" == "$version" ]] \
+        || printf '%s\n' "$version" > "$VENV/.community-gateway-release"
+    if [[ "$(readlink "$RELEASES/$version" 2>/dev/null || true)" == ../venv ]]; then ok "$RELEASES/$version -> ../venv"
+    else
+        # an update's venv of the same version: the one installed now wins
+        [[ -e "$RELEASES/$version" || -L "$RELEASES/$version" ]] && act rm -rf "$RELEASES/$version"
+        act ln -s ../venv "$RELEASES/$version"
+    fi
+    if [[ "$(readlink "$RELEASES/current" 2>/dev/null || true)" == "$version" ]]; then ok "$RELEASES/current -> $version"
+    else  # one rename(2), as an update switches: never a moment without current
+        act ln -sfn "$version" "$RELEASES/.current.tmp"
+        act mv -T "$RELEASES/.current.tmp" "$RELEASES/current"
+    fi
+fi
+
+# The CLI on PATH for the technician: the current release's (it follows an update); an existing
+# gateway command that is not ours is left alone.
 LINK=/usr/local/bin/gateway
-if [[ "$(readlink "$(r "$LINK")" 2>/dev/null || true)" == "$VENV/bin/gateway" ]]; then ok "$LINK -> $VENV/bin/gateway"
-elif [[ -e "$(r "$LINK")" || -L "$(r "$LINK")" ]]; then printf 'note: %s exists and is not ours; leaving it\n' "$LINK"
-else act ln -s "$VENV/bin/gateway" "$LINK"; fi
+case "$(readlink "$(r "$LINK")" 2>/dev/null || true)" in
+    "$CLI") ok "$LINK -> $CLI" ;;
+    "$VENV/bin/gateway") act ln -sfn "$CLI" "$LINK" ;;  # ours, from before releases
+    *)
+        if [[ -e "$(r "$LINK")" || -L "$(r "$LINK")" ]]; then printf 'note: %s exists and is not ours; leaving it\n' "$LINK"
+        else act ln -s "$CLI" "$LINK"; fi ;;
+esac
 
 # Docs next to the venv: the unit's Documentation= points here.
 for doc in README.md config/README.md docs/install.md hw/README.md hw/wiring.png; do

@@ -31,6 +31,7 @@ def checkout(tmp_path):
     shutil.copy2(SCRIPT, co / "systemd" / "install.sh")
     shutil.copy2(REPO / "systemd" / "community-gateway.service", co / "systemd")
     shutil.copy2(EXAMPLE, co / "gateway" / "examples")
+    shutil.copytree(REPO / "gateway" / "update", co / "gateway" / "update")  # the launcher install.sh copies
     (co / "pyproject.toml").write_text('[project]\nname = "community-gateway"\n')
     (co / "gateway" / "__init__.py").write_text('__version__ = "0.1.0"\n')
     (co / "README.md").write_text("# community-gateway\n")
@@ -68,7 +69,16 @@ def installed(root: Path, checkout: Path, stamp: str) -> None:
     (venv / ".community-gateway-source").write_text(stamp + "\n")
     (venv / "lib" / "python3.11" / "site-packages" / "RPi.GPIO-0.7.1.dist-info").mkdir(parents=True)
     (root / "usr" / "local" / "bin").mkdir(parents=True)
-    (root / "usr" / "local" / "bin" / "gateway").symlink_to("/opt/community-gateway/venv/bin/gateway")
+    (root / "usr" / "local" / "bin" / "gateway").symlink_to("/opt/community-gateway/releases/current/bin/gateway")
+    # releases (issue 14): the venv is release 0.1.0 by symlink, current -> it; the launcher beside
+    releases = root / "opt" / "community-gateway" / "releases"
+    releases.mkdir()
+    (releases / "0.1.0").symlink_to("../venv")
+    (releases / "current").symlink_to("0.1.0")
+    (venv / ".community-gateway-release").write_text("0.1.0\n")
+    (root / "opt" / "community-gateway" / "launcher").mkdir()
+    for f in ("launcher.py", "journal.py", "releases.py"):
+        shutil.copy2(checkout / "gateway" / "update" / f, root / "opt" / "community-gateway" / "launcher" / f)
     doc = root / "opt" / "community-gateway" / "doc"
     doc.mkdir()
     shutil.copy2(checkout / "README.md", doc / "README.md")
@@ -134,7 +144,10 @@ def test_fresh_pi4_plans_the_whole_install_in_order(checkout, tmp_path):
         r"^python3 -m venv /opt/community-gateway/venv$",
         rf"^/opt/community-gateway/venv/bin/python -m pip install --upgrade {re.escape(str(checkout))}$",
         r"^/opt/community-gateway/venv/bin/python -m pip install RPi.GPIO$",
-        r"^ln -s /opt/community-gateway/venv/bin/gateway /usr/local/bin/gateway$",
+        r"^install -d -m 0755 -o community-gateway -g community-gateway /opt/community-gateway/releases$",
+        r"^install -D -m 0644 .*/gateway/update/launcher.py /opt/community-gateway/launcher/launcher.py$",
+        r"^link /opt/community-gateway/releases/<version> -> ../venv .*current at it$",
+        r"^ln -s /opt/community-gateway/releases/current/bin/gateway /usr/local/bin/gateway$",
         r"^install -d -m 0750 -o community-gateway -g community-gateway /var/lib/community-gateway$",
         r"^install -d -m 0770 -o root -g community-gateway /etc/community-gateway$",
         r"^write /etc/community-gateway/gateway.toml from the installed package's example .*gpio backend rpi",
@@ -262,6 +275,8 @@ def test_uninstall_removes_unit_and_venv_but_keeps_config_and_state(checkout, tm
         "rm -f /etc/systemd/system/community-gateway.service",
         "systemctl daemon-reload",
         "rm -f /usr/local/bin/gateway",
+        "rm -rf /opt/community-gateway/releases",
+        "rm -rf /opt/community-gateway/launcher",
         "rm -rf /opt/community-gateway/venv",
         "rm -rf /opt/community-gateway/doc",
         "rmdir --ignore-fail-on-non-empty /opt/community-gateway",
@@ -278,7 +293,8 @@ def test_prefix_moves_venv_and_exec_start(checkout, tmp_path):
     lines = dry_run(checkout, fake_system(tmp_path / "root"), "--prefix", "/srv/gw")
     actions = would(lines)
     index(actions, r"^python3 -m venv /srv/gw/venv$")
-    assert "ExecStart=/srv/gw/venv/bin/gateway run -c /etc/community-gateway/gateway.toml" in "\n".join(lines)
+    assert ("ExecStart=/usr/bin/python3 /srv/gw/launcher/launcher.py --install-root /srv/gw "
+            "--data-dir /var/lib/community-gateway -- run -c /etc/community-gateway/gateway.toml") in "\n".join(lines)
 
 
 def test_refusals_happen_before_any_action(checkout, tmp_path):

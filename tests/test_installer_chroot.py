@@ -106,7 +106,12 @@ def test_user_and_groups(root, first):
 
 def test_venv_and_the_cli_on_path(root, first):
     assert (root / VENV.lstrip("/") / "bin" / "gateway").is_file()
-    assert os.readlink(root / "usr" / "local" / "bin" / "gateway") == f"{VENV}/bin/gateway"
+    # the CLI follows the current release (docs/updates.md); install.sh's venv is the first release
+    assert os.readlink(root / "usr" / "local" / "bin" / "gateway") == "/opt/community-gateway/releases/current/bin/gateway"
+    releases = root / "opt" / "community-gateway" / "releases"
+    version = os.readlink(releases / "current")
+    assert os.readlink(releases / version) == "../venv"
+    assert (root / "opt" / "community-gateway" / "launcher" / "launcher.py").is_file()
     done = chroot(root, "gateway", "--version")
     assert done.returncode == 0 and "community-gateway" in done.stdout, done.stderr
 

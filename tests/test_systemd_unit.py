@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 UNIT = Path(__file__).resolve().parents[1] / "systemd" / "community-gateway.service"
-EXEC = "/opt/community-gateway/venv/bin/gateway"
+# the launcher starts the current release (docs/updates.md): it is what ExecCondition=/ExecStart= run
+LAUNCHER = ("/usr/bin/python3 /opt/community-gateway/launcher/launcher.py --install-root /opt/community-gateway "
+            "--data-dir /var/lib/community-gateway")
+EXEC = "/usr/bin/python3"
 
 
 def directives(text: str) -> dict[str, list[str]]:
@@ -44,7 +47,7 @@ def test_notify_watchdog_and_restart(unit):
 def test_a_bad_config_is_checked_before_start_without_a_restart_loop(unit):
     # ExecCondition=, not ExecStartPre=: Restart=always repeats a failed ExecStartPre= forever
     # (StartLimitIntervalSec=0), but never restarts a unit whose condition skipped it
-    assert unit["Service.ExecCondition"] == [f"{EXEC} check -c /etc/community-gateway/gateway.toml"]
+    assert unit["Service.ExecCondition"] == [f"{LAUNCHER} --condition -- check -c /etc/community-gateway/gateway.toml"]
     assert "Service.ExecStartPre" not in unit
     assert unit["Unit.StartLimitIntervalSec"] == ["0"]
     assert unit["Unit.StartLimitIntervalSec"] == ["0"], "a crash loop must never end in a stopped gateway"
@@ -54,7 +57,7 @@ def test_runs_as_the_service_user_with_device_groups(unit):
     assert unit["Service.User"] == ["community-gateway"]
     assert unit["Service.Group"] == ["community-gateway"]
     assert unit["Service.SupplementaryGroups"] == ["dialout gpio"]
-    assert unit["Service.ExecStart"] == [f"{EXEC} run -c /etc/community-gateway/gateway.toml"]
+    assert unit["Service.ExecStart"] == [f"{LAUNCHER} -- run -c /etc/community-gateway/gateway.toml"]
     # lgpio writes FIFOs into the working directory: it must be the writable state directory
     assert unit["Service.WorkingDirectory"] == ["/var/lib/community-gateway"]
 
@@ -64,7 +67,9 @@ def test_directories_and_hardening(unit):
     assert unit["Service.RuntimeDirectory"] == ["community-gateway"]
     assert unit["Service.RuntimeDirectoryMode"] == ["0750"]
     # the config directory too: a platform config push replaces gateway.toml (issue 10)
-    assert unit["Service.ReadWritePaths"] == ["/var/lib/community-gateway /etc/community-gateway"]
+    # and the releases: a platform update installs and switches there (issue 14); "-": absent is no error
+    assert unit["Service.ReadWritePaths"] == ["/var/lib/community-gateway /etc/community-gateway "
+                                              "-/opt/community-gateway/releases"]
     for key in ("NoNewPrivileges", "ProtectHome", "PrivateTmp", "ProtectKernelTunables",
                 "ProtectControlGroups", "LockPersonality"):
         assert unit[f"Service.{key}"] == ["yes"], key
@@ -86,7 +91,7 @@ def test_systemd_analyze_verify(tmp_path):
     fake.write_text("#!/bin/sh\nexit 0\n")
     fake.chmod(0o755)
     unit_file = tmp_path / UNIT.name
-    unit_file.write_text(UNIT.read_text().replace(EXEC, str(fake)))
+    unit_file.write_text(UNIT.read_text().replace(EXEC + " ", str(fake) + " "))
     done = subprocess.run(["systemd-analyze", "verify", str(unit_file)], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr

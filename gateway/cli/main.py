@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--type", help="only these types, comma-separated: alarm,fault,audit,status,telemetry,gap "
                                        "(default: all but telemetry)")
     p.add_argument("-n", type=int, default=50, help="at most this many, the newest (default 50)")
+    p = cmd("update", "apply a signed release bundle: verify, install beside, switch, health gate (docs/updates.md)")
+    p.add_argument("bundle", metavar="FILE", help="the release bundle (gateway-platform release)")
+    p.add_argument("--no-wait", action="store_true", help="do not wait for the health gate's outcome")
     cmd("reload", "re-validate the config file and apply it (a bad file changes nothing)")
     p = cmd("scan", "find Modbus devices on a bus (the daemon must be stopped: it owns the ports)")
     p.add_argument("bus", help="bus name from the config")
@@ -112,6 +115,10 @@ def _dispatch(args) -> int:
         from gateway.cli.scan import run_scan
 
         return run_scan(_load(args), args.bus, args.units, args.baud, args.timeout)
+    if args.command == "update":
+        from gateway.cli.update import run_update
+
+        return run_update(_load(args), args.bundle, wait=not args.no_wait)
     if args.command == "run":
         from gateway.service.process import run_daemon
 

@@ -32,6 +32,7 @@ def format_status(st: dict) -> str:
     out = [st.get("verdict") or "(no verdict: an older daemon)", ""]
     out.append(f"gateway {st.get('gateway')}  firmware {st.get('firmware', '?')}  pid {st.get('pid', '?')}  "
                f"up {_age(st.get('uptime_s'))}  config {str(st.get('config_hash', ''))[:12]}")
+    out += _release(st)
     out += _alarms(st, now)
     out += _sensors(st)
     out += _faults(st)
@@ -114,6 +115,23 @@ def _outputs(st: dict) -> list[str]:
         out.append(f"DRILL {d['id']} running in {d['area'] or 'all'} ({d['level']}), "
                    f"ends in {d['ends_ts'] - time.time():.0f} s")
     return out
+
+
+def _release(st: dict) -> list[str]:
+    """release 0.2.0 (previous 0.1.0); last update: 0.3.0 rolled_back (health: ...)"""
+    if "release" not in st:
+        return []
+    line = f"release {st['release']}" + (f" (previous {st['previous']})" if st.get("previous") else "")
+    last = st.get("last_update")
+    if last:
+        line += f"; last update: {(last['version'] + ' ') if last.get('version') else ''}{last.get('outcome')}"
+        if last.get("reason"):
+            line += f" ({last['reason']}: {last.get('message') or ''})".replace(": )", ")")
+    dl = (st.get("update_download") or {}).get("downloading")
+    if dl:  # the platform's `update` (gateway/update/remote.py)
+        line += (f"; downloading {dl.get('version') or 'an update'}: {dl['received'] // 2**20} of "
+                 f"{dl['size'] // 2**20} MiB")
+    return [line]
 
 
 def _uplink(st: dict, now: float) -> list[str]:

@@ -62,7 +62,15 @@ class CommandHandler:
         self._run = {"status": self._status, "silence": self._silence, "ack": self._ack,
                      "siren_test": self._siren_test, "drill": self._drill, "rebirth": self._rebirth,
                      "config_get": self._config_get,
-                     "config_push": self._config_push}
+                     "config_push": self._config_push, "update": self._update}
+        from gateway.update.remote import RemoteUpdate  # the platform's `update`: gateway/update/remote.py
+
+        self.updates = RemoteUpdate(daemon, audit=audit, reply=self._emit_reply,
+                                    ready=(lambda: True) if healthy is None else lambda: healthy(daemon.cfg.text_hash))
+        try:
+            self.updates.resume_pending()  # a download cut short by a stop, a crash or a power cut goes on
+        except Exception:  # noqa: BLE001 - a leftover download must not stop the daemon from starting
+            log.exception("the interrupted update download could not be resumed")
 
     @classmethod
     def from_daemon(cls, daemon, *, audit, reply, rebirth=None, healthy=None, **kw) -> "CommandHandler":
@@ -169,6 +177,13 @@ class CommandHandler:
         return (f"configuration valid, written and applying; rolled back unless the gateway is healthy{contact} "
                 f"within {result['watch_s']:g} s (a second reply follows)"), {"state": "applying", **result}
 
+    def _update(self, cmd: Command):
+        """Download (its own thread) and apply a release bundle: gateway/update/remote.py. The first reply
+        says "downloading"; progress and the outcome follow as replies and audit events."""
+        result = self.updates.start(cmd.id, cmd.args)
+        resumed = f", resuming at byte {result['resumed_from']}" if result["resumed_from"] else ""
+        return (f"update accepted: downloading {result['size']} bytes{resumed} (replies follow)"), result
+
     def _push_outcome(self, fields: dict) -> None:
         """The config push watchdog's verdict: a second reply and an audit event."""
         ok = fields["outcome"] == "applied"
@@ -189,6 +204,7 @@ class CommandHandler:
         """Stop watching a pushed config (the daemon is going away). Its files stay as they are.
         The counts of refused commands not yet summarised are audited now."""
         self.rejections.close()
+        self.updates.stop(timeout)
         if self.push is not None:
             self.push.stop()
             self.push.wait(timeout)

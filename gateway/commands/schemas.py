@@ -60,6 +60,19 @@ ARGS: dict[str, dict] = {
                            "type": "array", "uniqueItems": True, "maxItems": 2,
                            "items": {"enum": ["commands", "uplink"]}}},
     },
+    "update": {
+        "description": "Download a release bundle over HTTPS (resumed, at most [updates] download_max_mb, the "
+                       "server pinned by the uplink's CA) and apply it (docs/updates-fetch.md). `sha256` and "
+                       "`size` are of the whole bundle file as served. Refused without an [updates] table. "
+                       "Replies: result.state \"downloading\" (more follow), then the outcome.",
+        "type": "object", "additionalProperties": False, "required": ["url", "sha256", "size"],
+        "properties": {"url": {"type": "string", "pattern": "^https://[^\\s]+$", "maxLength": 2000},
+                       "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                       "size": {"type": "integer", "minimum": 1, "maximum": 2_000_000_000},
+                       "version": {"type": "string", "minLength": 1, "maxLength": 64,
+                                   "description": "What the platform means to install, for the replies and "
+                                                  "the audit; the bundle's signed manifest decides."}},
+    },
 }
 
 COMMANDS = tuple(ARGS)

@@ -25,6 +25,7 @@ from .tables import Table
 from .uplink import build_commands, build_outbox, build_uplink
 from .contacts import check_contact_pins
 from .voice import build_areas, check_voice_rules
+from .updates import build_updates
 
 __all__ = ["ConfigError", "Problem", "load_config", "problems_of", "resolve_config_path", "summary",
            "KEYS", "SHIPPED_PROFILES", "ENV_VAR"]
@@ -68,6 +69,7 @@ def load_config(path: str) -> Config:
     commands = build_commands(top, base)
     gb26875 = build_gb26875(top)
     sl651 = build_sl651(top, sensor_names)
+    updates = build_updates(top, base)
 
     if problems:
         # the config file first, then each profile, each in line order
@@ -75,7 +77,7 @@ def load_config(path: str) -> Config:
         raise ConfigError(problems)
     config = Config(path=os.path.normpath(file.absolute()), gateway=gateway, buses=dict(buses), sensors=sensors,
                     gpio=gpio, outputs=outputs, inputs=inputs, rules=rules, uplink=uplink,
-                    outbox=outbox, commands=commands, areas=areas, gb26875=gb26875, sl651=sl651,
+                    outbox=outbox, commands=commands, areas=areas, gb26875=gb26875, sl651=sl651, updates=updates,
                     text_hash=hashlib.sha256(src.raw).hexdigest())
     # valid key by key; now whether the whole can still raise, clear and sound every alarm
     incoherent = problems_of(config, src.report.lines, src.data, src.report.file)

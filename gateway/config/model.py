@@ -217,6 +217,7 @@ class Config:
     text_hash: str = ""  # sha256 of the file, reported in the birth message
     gb26875: object = None  # gateway.config.centres.Gb26875: the fire remote-monitoring centre
     sl651: object = None  # gateway.config.centres.Sl651: the flood office
+    updates: object = None  # gateway.config.updates.Updates: None accepts no release bundle
 
 
 # -- voice and Modbus outputs, areas (issue 13) -----------------------------------------

@@ -9,6 +9,8 @@ to see what a gateway sends.
                           [--changes-access commands,uplink]
                                              sign a command, send it, print the replies (docs/commands.md);
                                              issue times only grow per key (FILE.issued keeps the last)
+    gateway-platform release --version V --wheels DIR --key RELEASE.key --out FILE [--min-version M]
+                                             a signed release bundle for `gateway update` (docs/updates.md)
     gateway-platform gb26875-centre --port P [--address A] [--deny N] [--stall N] [--drop N] [--cut N]
                                              a GB/T 26875.3 monitoring centre: confirm, decode to JSON lines
     gateway-platform fleet-sim --gateways N [--duration S] [--outage-at S --outage-s S] [--receiver] [--json F]
@@ -73,6 +75,14 @@ def _parser() -> argparse.ArgumentParser:
 
     fleet_sim.add_arguments(sub.add_parser("fleet-sim", help="many simulated gateways with the gateway's own "
                                                               "outbox and uplink code (docs/fleet.md)"))
+    rl = sub.add_parser("release", help="build a signed release bundle (docs/updates.md)")
+    rl.add_argument("--version", required=True, help="the release's version: its gateway wheel's version")
+    rl.add_argument("--wheels", required=True, metavar="DIR", help="the gateway wheel and every dependency's "
+                                                                   "(make wheels WHEEL_PLATFORM=...)")
+    rl.add_argument("--key", required=True, help="the release signing key (gateway-platform keygen --out release)")
+    rl.add_argument("--out", required=True, metavar="FILE", help="the bundle to write")
+    rl.add_argument("--min-version", default=None, metavar="M",
+                    help="the oldest running version this release may replace (default: any)")
     for name, what in (("gb26875-centre", "a GB/T 26875.3 fire monitoring centre (docs/gb26875.md)"),
                        ("sl651-centre", "an SL 651-2014 flood-office centre (docs/sl651.md)")):
         c = sub.add_parser(name, help=f"{what}: receive, confirm, print JSON lines")
@@ -168,6 +178,16 @@ def _send(args, out) -> int:
     return 0 if replies[-1].get("ok") else 1
 
 
+def _release(args, out) -> int:
+    from gateway.update.bundle import build_bundle
+
+    m = build_bundle(version=args.version, wheels_dir=args.wheels, key_path=args.key, out=args.out,
+                     min_version=args.min_version)
+    out(f"wrote {args.out}: community-gateway {m['version']} (replaces {m['min_version']} or later), "
+        f"{len(m['files'])} wheels, platforms {', '.join(m['platforms'])}")
+    return 0
+
+
 def _summary(store, out) -> int:
     """Print per-gateway figures; returns the number of undeclared gap ranges."""
     lost = 0
@@ -195,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fleet-sim":
             from gateway.platform import fleet_sim
             return fleet_sim.main(args)
+        if args.command == "release":
+            return _release(args, out)
         if args.command in ("gb26875-centre", "sl651-centre"):
             return _centre(args, out)
         from gateway.platform.receiver import Receiver

@@ -3,6 +3,8 @@
     sign_command(key, "pd-zhangjiang-001", "silence", {})       -> the wire dict, `sig` included
     send_command("127.0.0.1", 1883, cmd, root="city/v1")         -> the replies, when the final one is in
     command_args(["output=garage-siren", "seconds=5"])           -> {"output": "garage-siren", "seconds": 5}
+    command_args(["url=https://files.example/r.bundle", "bundle=r.bundle"])
+                                                     -> {"url": ..., "sha256": <of r.bundle>, "size": <its bytes>}
 """
 
 from __future__ import annotations
@@ -86,15 +88,34 @@ def sign_command(key, gateway: str, name: str, args: dict | None = None, ttl_s: 
     return cmd
 
 
+def bundle_args(path: str) -> dict:
+    """The `sha256` and `size` of a release bundle file, as the `update` command carries them: of the
+    whole file, byte for byte as the download server serves it."""
+    import hashlib
+
+    h, size = hashlib.sha256(), 0
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+                size += len(block)
+    except OSError as e:
+        raise CommandError("bad_args", f"bundle: cannot read {path}: {e.strerror}") from None
+    return {"sha256": h.hexdigest(), "size": size}
+
+
 def command_args(pairs: list[str]) -> dict:
     """NAME=VALUE words from the command line: an all-digit VALUE is an integer, @FILE is the text of
-    FILE (config_push toml=@gateway.toml), anything else a string."""
+    FILE (config_push toml=@gateway.toml), bundle=FILE is the `sha256` and `size` of FILE (update),
+    anything else a string."""
     args = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
             raise CommandError("bad_args", f"{pair!r}: arguments are NAME=VALUE (e.g. seconds=5, toml=@FILE)")
-        if value.startswith("@"):
+        if name == "bundle":
+            args.update(bundle_args(value))
+        elif value.startswith("@"):
             try:
                 with open(value[1:], encoding="utf-8") as f:
                     args[name] = f.read()
@@ -157,9 +178,15 @@ def send_command(host: str, port: int, command: dict, *, root: str = "city/v1", 
         if not subscribed.wait(timeout):
             raise UplinkError(f"no subscription to {base}/reply on {host}:{port} within {timeout:g} s")
         client.publish(f"{base}/cmd/{command['name']}", json.dumps(command, ensure_ascii=False), qos=1)
-        deadline, extended = time.monotonic() + timeout, False
+        deadline, extended, heard = time.monotonic() + timeout, False, 0
         while not done.wait(0.1):
-            if not extended and replies and _more_to_come(replies[0]):
+            if replies and len(replies) > heard and _state(replies[0]) in UPDATE_MORE_TO_COME:
+                # an update downloads, then installs: each reply buys the stall_s it names (else the
+                # first one's) before we give up
+                heard = len(replies)
+                stall = replies[-1].get("result", {}).get("stall_s", replies[0]["result"].get("stall_s", 900))
+                deadline = time.monotonic() + float(stall) + timeout
+            elif not extended and replies and _state(replies[0]) == "applying":
                 # a pushed config is being watched on the gateway: its verdict comes within watch_s
                 deadline = time.monotonic() + float(replies[0]["result"].get("watch_s", 60)) + timeout
                 extended = True
@@ -172,6 +199,14 @@ def send_command(host: str, port: int, command: dict, *, root: str = "city/v1", 
     return replies
 
 
-def _more_to_come(reply: dict) -> bool:
+# gateway/update/remote.py MORE_TO_COME: an update's replies before its outcome
+UPDATE_MORE_TO_COME = ("downloading", "downloaded", "installing")
+
+
+def _state(reply: dict):
     result = reply.get("result")
-    return reply.get("ok") is True and isinstance(result, dict) and result.get("state") == "applying"
+    return result.get("state") if isinstance(result, dict) else None
+
+
+def _more_to_come(reply: dict) -> bool:
+    return reply.get("ok") is True and _state(reply) in ("applying", *UPDATE_MORE_TO_COME)

@@ -43,6 +43,9 @@ class Daemon:
             raise GatewayError(f"data_dir {cfg.gateway.data_dir} cannot be created: {e.strerror}") from e
         self.events = EventRing(1000)  # for `events --follow`; the history is the outbox file
         self.state_file = AlarmStateFile(cfg.gateway.data_dir)
+        from gateway.update.audit import UpdateAudit  # update steps -> audit events (docs/updates.md)
+
+        self._update_audit = UpdateAudit(cfg.gateway.data_dir, lambda f, ts: self._record("audit", f, ts or time.time()))
         self._gpio = gpio
         self.outbox = self.uplink = self.control = None
         self.centres: dict = {}  # the city-protocol uplinks ([gb26875], [sl651]) by name
@@ -340,6 +343,10 @@ class Daemon:
                                        f"the bus loop died ({why}); restarted"}, ts)
                 self._record("fault", {"bus": bus, "component": "bus-loop", "state": "recovered",
                                        "reason": "restarted"}, ts)
+            try:
+                self._update_audit.poll()
+            except Exception as e:  # a bad journal must not stop the supervision
+                log.error("update journal not audited: %s", e)
             beats = dict(acquisition.heartbeats(), safety=safety.heartbeat)
             for name, last in beats.items():
                 if now - last < self._allow[name]:

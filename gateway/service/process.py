@@ -103,9 +103,19 @@ def run_daemon(cfg: Config) -> int:
     with Ownership(cfg.gateway.data_dir):
         listener = _log_through_a_queue()
         try:
-            return _run(cfg)
+            code = _run(cfg)
         finally:
             listener.stop()
+    if UPDATE_RESTART.is_set():  # SIGUSR2: an update switched releases (gateway/update/restart.py)
+        from gateway.update.restart import reexec_through_launcher
+
+        reexec_through_launcher()  # returns only when not started by the launcher: exit, systemd restarts
+    return code
+
+
+# Set by SIGUSR2: stop cleanly and exec the launcher in this same process (same pid: systemd sees a
+# reload, not a stop), so the release `current` now points at starts without RestartSec's wait.
+UPDATE_RESTART = threading.Event()
 
 
 class ReloadRequests:
@@ -186,6 +196,7 @@ def _run(cfg: Config) -> int:
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: (stopping.append(1), wake.set()))
     signal.signal(signal.SIGINT, lambda *_: (stopping.append(1), wake.set()))
+    signal.signal(signal.SIGUSR2, lambda *_: (UPDATE_RESTART.set(), stopping.append(1), wake.set()))
 
     def reload(new: Config) -> None:
         pending.put(new)
@@ -221,4 +232,6 @@ def _run(cfg: Config) -> int:
     finally:
         if handler is not None:
             handler.close()
+        if UPDATE_RESTART.is_set():
+            d.stop_inputs(reloading=True)  # RELOADING=1, not STOPPING=1: the same pid comes back READY
         d.stop()

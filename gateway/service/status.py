@@ -17,6 +17,8 @@ import time
 from gateway import __version__
 from gateway.errors import OutboxError
 from gateway.reading import GOOD
+from gateway.update.health import health, release_status
+from gateway.update.remote import download_status
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,8 @@ HAZARDS = (("smoke", "FIRE"), ("fire", "FIRE"), ("water", "FLOOD"), ("level", "F
 
 def daemon_status(d) -> dict:
     """The whole status of Daemon `d` (gateway.service.daemon)."""
+    from gateway.service.daemon import SAFETY_ALLOWANCE_S
+
     now, wall = time.monotonic(), time.time()
     cfg = d.cfg
     safety = d.safety.status() if d.safety else {"alarms": [], "outputs": {}}
@@ -66,6 +70,9 @@ def daemon_status(d) -> dict:
         "recorder": d.recorder.stats(), "alarm_state": d.state_file.stats(),
         "watchdog_stale": [n for n, _ in d.watchdog.stale()] if d.watchdog else [],
     }
+    st["health"] = health(d, SAFETY_ALLOWANCE_S)  # the update's health gate asks this (gateway/update/launcher.py)
+    st.update(release_status(cfg.gateway.data_dir))
+    st["update_download"] = download_status(cfg.gateway.data_dir)  # the platform's `update` (remote.py)
     if safety.get("drill"):  # gateway/act/drill.py
         st["drill"] = safety["drill"]
     st["verdict"] = verdict(st, wall)

@@ -1,0 +1,146 @@
+"""Applying a release bundle: verify, install offline, switch, restart (docs/updates.md).
+
+Public entry point (the platform's signed `update` command and `gateway update FILE` both call it):
+
+    apply_bundle(bundle_path: str, *, data_dir: str, install_root: str, release_keys: list,
+                 by: str, expect_sha256: str | None = None, on_step=None,
+                 health_s: float = 300.0, keep: int = 2, restart=None, wait: bool = False) -> dict
+
+- bundle_path: the bundle file (already downloaded in full; the downloader checks size and resume).
+- data_dir: the gateway's data directory; the step journal is `<data_dir>/update/journal`.
+- install_root: the install prefix (/opt/community-gateway): releases live in
+  `<install_root>/releases/<version>/` (one venv each), the running one is the symlink
+  `<install_root>/releases/current -> <version>`.
+- release_keys: the pinned release public keys: Ed25519PublicKey objects or paths to PEM files
+  (`[updates] release_keys`). An empty list refuses every bundle (reason "no_updates").
+- by: who asked, for the audit events ("cli:alice[4242]", "platform:<command id>").
+- expect_sha256: the platform command's sha256 of the whole bundle file; checked first.
+- on_step(step: dict): called after each step is journalled (fsynced): {"n": 4, "ts": ..., "step":
+  "verified", "update": id, "by": by, "version": ..., ...}: for progress (the CLI prints it; a platform
+  command may reply with it). Do NOT audit from it: every journal line becomes an audit event by
+  itself (gateway/update/audit.py: the running daemon reads the journal every 0.5 s and at start, so
+  steps taken while no daemon runs - the launcher's - are audited too, each exactly once).
+- restart(): called after the switch to restart the service (default: SIGUSR2 to the daemon that owns
+  data_dir - its pid from <data_dir>/daemon.lock - which stops cleanly and re-execs the launcher in the
+  same process: gateway/update/restart.py). Called from inside the daemon, the default signals the
+  calling process itself: it stops after apply_bundle returns (keep the call off the safety loop, e.g.
+  in the command handler's thread); the outcome then comes from the launcher's health gate and is read
+  back with `gateway status` (last_update) and the audit events.
+- health_s, keep: from `[updates]` (cfg.updates.health_s, cfg.updates.keep); install_root is
+  cfg.updates.install_root, release_keys cfg.updates.release_keys (paths).
+- wait: after the restart, wait (up to health_s + 30 s) for the health gate's outcome.
+
+Returns {"update": id, "version": new, "previous": running, "outcome": "switched" | "healthy" |
+"rolled_back", "reason": ...}; reason "not_running" when the default restart found no daemon (the
+switched release is tried at the next start of the service). Raises UpdateError(reason, message) (gateway.errors) when the bundle is
+refused or the install fails; the running release is then untouched (nothing outside
+releases/<new version> and the journal was written, and the new version's directory is removed
+again). Reason words: no_updates, sha256, signature, truncated, bundle, manifest, release_key, floor,
+downgrade, platform, busy (another update on trial), install, disk_full.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+import shutil
+import time
+
+from gateway.errors import UpdateError
+
+from . import journal as J
+from . import releases as R
+from .bundle import open_verified
+from .install import install_release
+
+log = logging.getLogger(__name__)
+
+
+def apply_bundle(bundle_path: str, *, data_dir: str, install_root: str, release_keys: list, by: str,
+                 expect_sha256: str | None = None, on_step=None, health_s: float = 300.0, keep: int = 2,
+                 restart=None, wait: bool = False, running_version: str | None = None) -> dict:
+    layout = R.Layout(install_root, data_dir)
+    journal = J.Journal(layout.journal_path)
+    st = J.recover(layout, journal)  # an earlier update cut short by a power cut: finished or undone first
+    if st["trial"] is not None:  # not journalled: the trial's own lines must stay the last ones
+        t = st["trial"]
+        raise UpdateError("busy", f"release {t['version']} is on trial (waiting for its health gate): "
+                                  "try again once it is healthy or rolled back")
+    journal.compact()
+    uid = secrets.token_hex(4)
+    running = running_version or R.current_version(layout) or _package_version()
+
+    def step(name: str, **fields) -> dict:
+        entry = journal.append({"update": uid, "step": name, "by": by, **fields})
+        if on_step is not None:
+            try:
+                on_step(entry)
+            except Exception as e:  # an audit that fails must not leave the update half-done
+                log.error("update step %s not reported: %s", name, e)
+        return entry
+
+    step("received", bundle=os.path.basename(bundle_path), running=running)
+    try:
+        if not release_keys:
+            raise UpdateError("no_updates", "this gateway accepts no update: its config has no [updates] "
+                                            "table with release_keys (docs/updates.md)")
+        if expect_sha256 is not None:
+            got = _sha256_file(bundle_path)
+            if got != expect_sha256.lower():
+                raise UpdateError("sha256", f"the bundle's sha256 is {got}, the command said {expect_sha256}")
+        staging = layout.staging_dir(uid)
+        try:
+            manifest = open_verified(bundle_path, release_keys, staging, running=running)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    except UpdateError as e:
+        step("refused", reason=e.reason, message=e.message)
+        raise
+    version = manifest["version"]
+    step("verified", version=version, min_version=manifest["min_version"])
+    # two releases kept: the running one and the one before it; a rolled-back one goes now
+    gone = R.prune(layout, [running, st["previous"]], keep=max(2, int(keep)) - 1)  # -1: room for the new one
+    if gone:
+        step("pruned", removed=sorted(gone))
+    try:
+        step("installing", version=version)
+        install_release(layout, version, os.path.join(staging, "wheels"), manifest)
+        step("installed", version=version)
+    except UpdateError as e:
+        shutil.rmtree(layout.release_dir(version), ignore_errors=True)
+        step("failed", version=version, reason=e.reason, message=e.message)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    step("switching", version=version, previous=running, health_s=float(health_s), keep=int(keep))
+    R.switch(layout, version)
+    step("switched", version=version, previous=running)
+    step("restarting", version=version)
+    pid = (restart or (lambda: R.restart_daemon(layout)))()
+    result = {"update": uid, "version": version, "previous": running, "outcome": "switched", "reason": None}
+    if restart is None and pid is None:  # no daemon to restart: the next start of the service tries it
+        result["reason"] = "not_running"
+        return result
+    if wait:
+        result.update(J.wait_outcome(journal, uid, timeout=float(health_s) + 30.0))
+    return result
+
+
+def _sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as e:
+        raise UpdateError("bundle", f"cannot read {path}: {e.strerror}") from None
+    return h.hexdigest()
+
+
+def _package_version() -> str:
+    from gateway import __version__
+
+    return __version__

@@ -1,0 +1,189 @@
+"""The update step journal: one JSON line per step, fsynced before the step's effect, replayed at
+every start (docs/updates.md, "Power cuts").
+
+    {"n": 7, "ts": 1796000000.1, "update": "3fa1c2d4", "step": "switched", "version": "0.2.0", ...}
+
+A power cut can tear the last line: a line that does not parse is skipped (its step never completed as
+far as the journal knows, and each step is safe to redo or undo). `state()` folds the lines into what
+`gateway status` shows and the launcher decides with; `recover()` finishes or undoes an update that a
+cut left between two steps. Standard library only (see releases.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+try:
+    from . import releases as R
+except ImportError:  # run by the launcher from a plain directory
+    import releases as R  # type: ignore[no-redef]
+
+MAX_STARTS = 3  # starts of a release on trial that never became healthy, before it is rolled back
+MAX_LINES = 2000  # the journal is compacted to the state when a new update starts past this
+
+TERMINAL = {"refused", "failed", "healthy", "rolled_back"}
+
+
+class Journal:
+    def __init__(self, path: str):
+        self.path = path
+
+    def entries(self) -> list[dict]:
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in data.split(b"\n"):
+            if not line.strip():
+                continue
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue  # torn by a power cut
+            if isinstance(e, dict) and "step" in e:
+                out.append(e)
+        return out
+
+    def append(self, entry: dict) -> dict:
+        d = os.path.dirname(self.path)
+        fresh = not os.path.isdir(d)
+        os.makedirs(d, exist_ok=True)
+        if fresh:
+            R.give_to_owner_of(d, os.path.dirname(d))
+            R.fsync_dir(os.path.dirname(d))
+        entries = self.entries()
+        e = {"n": (entries[-1].get("n", 0) + 1) if entries else 1, "ts": round(time.time(), 3), **entry}
+        line = json.dumps(e, sort_keys=True, separators=(",", ":")) + "\n"
+        existed = os.path.exists(self.path)
+        # a torn last line gets its own newline first, so it stays one unparsable line
+        with open(self.path, "ab") as f:
+            if existed and os.path.getsize(self.path) and not _ends_with_newline(self.path):
+                f.write(b"\n")
+            f.write(line.encode())
+            f.flush()
+            os.fsync(f.fileno())
+        if not existed:
+            R.give_to_owner_of(self.path, os.path.dirname(d))
+            R.fsync_dir(d)
+        return e
+
+    def compact(self) -> None:
+        """Keep the last update's lines only (the state needs no more), through a temp file + rename."""
+        entries = self.entries()
+        if len(entries) <= MAX_LINES:
+            return
+        keep = entries[-50:]
+        tmp = self.path + ".tmp"
+        with open(tmp, "wb") as f:
+            for e in keep:
+                f.write((json.dumps(e, sort_keys=True, separators=(",", ":")) + "\n").encode())
+            f.flush()
+            os.fsync(f.fileno())
+        R.give_to_owner_of(tmp, os.path.dirname(os.path.dirname(self.path)))
+        os.replace(tmp, self.path)
+        R.fsync_dir(os.path.dirname(self.path))
+
+
+def _ends_with_newline(path: str) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
+def state(entries: list[dict]) -> dict:
+    """What the journal says: the last update (id, version, phase, outcome, reason), the release that
+    ran before it (`previous`), and the trial in progress, if any."""
+    last: dict | None = None
+    previous = None
+    for e in entries:
+        uid = e.get("update")
+        if last is None or last["update"] != uid:
+            last = {"update": uid, "version": None, "from": None, "phase": None, "outcome": None,
+                    "reason": None, "message": None, "by": e.get("by"), "starts": 0, "health_s": 300.0,
+                    "keep": 2, "at": e.get("ts")}
+        step = e["step"]
+        last["phase"] = step
+        last["at"] = e.get("ts")
+        if e.get("version"):
+            last["version"] = e["version"]
+        if step == "received":
+            last["from"] = e.get("running")
+        elif step == "switching":
+            last["from"] = e.get("previous", last["from"])
+            last["health_s"] = float(e.get("health_s", 300.0))
+            last["keep"] = int(e.get("keep", 2))
+        elif step == "started":
+            last["starts"] += 1
+        elif step in ("refused", "failed", "rolled_back", "rolling_back"):
+            last["reason"] = e.get("reason")
+            last["message"] = e.get("message")
+        if step in TERMINAL:
+            last["outcome"] = step
+            if step == "healthy" and last["from"]:
+                previous = last["from"]  # a rollback leaves it: the one to go back to is still that one
+    trial = None
+    if last and last["outcome"] is None and last["phase"] in ("switched", "restarting", "started"):
+        trial = last
+    return {"last": last, "previous": previous, "trial": trial}
+
+
+def recover(layout: "R.Layout", journal: Journal) -> dict:
+    """Finish or undo what a power cut interrupted, so that every update is either not begun, on
+    trial (switched, waiting for the health gate), or over. Returns the state afterwards."""
+    tmp = os.path.join(layout.releases, ".current.tmp")
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    st = state(journal.entries())
+    last = st["last"]
+    if last and last["outcome"] is None:
+        phase, version = last["phase"], last["version"]
+        base = {"update": last["update"], "by": "launcher", "version": version}
+        if phase == "switching" and version and R.current_version(layout) == version:
+            journal.append({**base, "step": "switched", "previous": last["from"], "recovered": True})
+        elif phase == "rolling_back":
+            rollback(layout, journal, last, last["reason"] or "interrupted", last["message"] or "")
+        elif phase in ("received", "verified", "installing", "installed", "switching"):
+            if version and R.current_version(layout) != version:
+                try:
+                    R.remove_release(layout, version)
+                except ValueError:
+                    pass
+            journal.append({**base, "step": "failed", "reason": "interrupted",
+                            "message": f"the gateway stopped (power cut?) while the update was {phase}; "
+                                       "the running release was not changed"})
+        st = state(journal.entries())
+    active = st["trial"]["update"] if st["trial"] else None
+    try:
+        for name in os.listdir(layout.update_dir):
+            if name.startswith("staging-") and name != f"staging-{active}":
+                import shutil
+                shutil.rmtree(os.path.join(layout.update_dir, name), ignore_errors=True)
+    except OSError:
+        pass
+    return st
+
+
+def rollback(layout: "R.Layout", journal: Journal, trial: dict, reason: str, message: str) -> None:
+    """Switch back to the release the trial replaced, journalled before and after."""
+    base = {"update": trial["update"], "by": "launcher", "version": trial["version"]}
+    journal.append({**base, "step": "rolling_back", "reason": reason, "message": message,
+                    "to": trial["from"]})
+    if trial["from"] and os.path.isdir(layout.release_dir(trial["from"])):
+        R.switch(layout, trial["from"])
+    journal.append({**base, "step": "rolled_back", "reason": reason, "message": message, "to": trial["from"]})
+
+
+def wait_outcome(journal: Journal, uid: str, timeout: float, poll_s: float = 0.2) -> dict:
+    """Wait for update `uid` to be over (healthy or rolled back); its outcome and reason."""
+    deadline = time.monotonic() + timeout
+    while True:
+        st = state(journal.entries())
+        last = st["last"]
+        if last and last["update"] == uid and last["outcome"]:
+            return {"outcome": last["outcome"], "reason": last["reason"], "message": last["message"]}
+        if time.monotonic() > deadline:
+            return {"outcome": "switched", "reason": "waiting", "message": "no outcome yet from the health gate"}
+        time.sleep(poll_s)
