@@ -1,25 +1,37 @@
 """The reference platform receiver: what the city side must do with the gateways' stream.
 
     receiver = Receiver("127.0.0.1", 1883, db="platform.sqlite", share="platform").start()
+    receiver = Receiver(host, port, db="postgresql://postgres@db/city", share="platform",
+                        session="gateway-platform-platform-1")   # one of N, killable and restartable
     ...
-    receiver.events              # unique events, in arrival order
-    receiver.duplicates          # events received again (same id): at-least-once at work
+    receiver.events              # unique events, in arrival order (keep_events=False: not kept)
+    receiver.duplicates          # events received again (same (gateway, seq)): at-least-once at work
     receiver.undeclared_gaps()   # [(gateway, from_seq, to_seq)] missing and not declared by a gap event
     receiver.presence["gw-1"]    # the last retained status: {"state": "online", ...} or offline
 
 Subscriptions: `<root>/+/event/+` (as `$share/<group>/...` when `share` is given, so several
 receivers split the stream) and `<root>/+/status` (never shared: shared subscriptions do not get
 retained messages). QoS 1. With `session`, the receiver keeps a persistent MQTT 5 session under that
-client id, so the broker queues events for it while it is away.
+client id (clean_start=False, a session expiry interval), so the broker queues events for it while
+it is away.
+
+Acknowledgement: paho-mqtt 2.x with `manual_ack=True` sends no PUBACK by itself; the receiver's
+writer thread commits a batch of messages in one store transaction and only then calls
+`client.ack(mid, qos)` for each. A receiver killed with -9 has acknowledged nothing it had not
+committed: the broker re-sends the rest to the same session when it comes back (de-duplicated by
+(gateway, seq)). Acks are only sent on the connection the message came in on: after a reconnect the
+broker re-sends whatever was not acknowledged, and the store drops it as a duplicate.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import queue
 import ssl
 import threading
 import time
+from typing import NamedTuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -28,7 +40,7 @@ from paho.mqtt.properties import Properties
 
 from gateway.errors import UplinkError
 from gateway.platform.schemas import EVENT_TYPES, Contract
-from gateway.platform.store import Store
+from gateway.platform.stores import Batch, Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
 
@@ -54,29 +66,51 @@ def describe(gw: str, event: dict) -> str:
     return f"{event.get('ts')} {gw} #{event.get('seq'):<7} {t:<9} {what}{flags}"
 
 
-class Receiver:
-    """A platform consumer: subscribe, validate, de-duplicate, detect gaps, store."""
+class Delivery(NamedTuple):
+    """One MQTT message as the writer sees it: what it decoded to, and how to acknowledge it."""
+    mid: int
+    qos: int
+    generation: int  # the connection it came in on
+    received: float
+    batch: Batch
 
-    def __init__(self, host: str, port: int, *, root: str = "city/v1", db: str = ":memory:",
-                 share: str | None = None, session: str | None = None, client_id: str | None = None,
+
+class Receiver:
+    """A platform consumer: subscribe, validate, de-duplicate, detect gaps, store, then acknowledge."""
+
+    def __init__(self, host: str, port: int, *, root: str = "city/v1", db: str | None = ":memory:",
+                 store: Store | None = None, share: str | None = None, session: str | None = None,
+                 client_id: str | None = None, session_expiry_s: int = 3600, receive_maximum: int = 1000,
+                 batch_max: int = 500, keep_events: bool = True,
                  ca: str | None = None, cert: str | None = None, key: str | None = None,
                  username: str | None = None, password: str | None = None,
                  schemas: str | None = None, echo=None):
         self.host, self.port, self.root = host, port, root.rstrip("/")
         self.share = share
         self.session = session
+        self.session_expiry_s = session_expiry_s
+        self.receive_maximum = receive_maximum
+        self.batch_max = batch_max
+        self.keep_events = keep_events
         self.contract = Contract(schemas)
-        self.store = Store(db)
+        self.store = store if store is not None else open_store(db)
         self.echo = echo  # callable(str) for the live view, or None
         self.events: list[dict] = []
         self.invalid: list[tuple[str, str]] = []
         self.presence: dict[str, dict] = {}
         self.presence_history: list[tuple[str, dict]] = []
+        self.committed = 0  # new events committed by this receiver
+        self.store_errors = 0
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self._connected_error: str | None = None
+        self._generation = 0
+        self._inbox: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
+        self._pending = 0  # deliveries taken in, not yet committed
+        self._stopping = threading.Event()
+        self._writer: threading.Thread | None = None
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=session or client_id or "",
-                                  protocol=mqtt.MQTTv5)
+                                  protocol=mqtt.MQTTv5, manual_ack=True)
         if username:
             self.client.username_pw_set(username, password)
         if ca or cert:
@@ -91,13 +125,17 @@ class Receiver:
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> "Receiver":
-        props = None
+        props = Properties(PacketTypes.CONNECT)
+        # how many unacknowledged messages the broker may have in flight to us: what a batch can hold
+        props.ReceiveMaximum = self.receive_maximum
         if self.session:
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = 3600
+            props.SessionExpiryInterval = self.session_expiry_s
+        self._writer = threading.Thread(target=self._write_loop, name="platform-writer", daemon=True)
+        self._writer.start()
         try:
             self.client.connect(self.host, self.port, 30, clean_start=not self.session, properties=props)
         except (OSError, ssl.SSLError) as e:
+            self._stop_writer(0)
             raise UplinkError(f"platform receiver cannot reach {self.host}:{self.port}: {e}") from e
         self.client.loop_start()
         if not self._subscribed.wait(timeout):
@@ -106,9 +144,20 @@ class Receiver:
                               f"{timeout} s ({self._connected_error or 'no CONNACK'})")
         return self
 
-    def stop(self) -> None:
+    def stop(self, drain_s: float = 5.0) -> None:
+        """Commit and acknowledge what came in (bounded by `drain_s`), then disconnect."""
+        deadline = time.monotonic() + drain_s
+        while self._pending and time.monotonic() < deadline and self._writer and self._writer.is_alive():
+            time.sleep(0.01)
         self.client.disconnect()
         self.client.loop_stop()
+        self._stop_writer(max(0.0, deadline - time.monotonic()) + 1)
+
+    def _stop_writer(self, timeout: float) -> None:
+        self._stopping.set()
+        self._inbox.put(None)
+        if self._writer is not None:
+            self._writer.join(timeout)
 
     def close(self) -> None:
         self.stop()
@@ -140,6 +189,7 @@ class Receiver:
             self._connected_error = str(reason_code)
             log.error("platform receiver refused by %s:%s: %s", self.host, self.port, reason_code)
             return
+        self._generation += 1
         events = f"{self.root}/+/event/+"
         if self.share:
             events = f"$share/{self.share}/{events}"
@@ -154,52 +204,99 @@ class Receiver:
         self._subscribed.set()
 
     def _on_message(self, client, userdata, msg):
-        parts = msg.topic[len(self.root) + 1:].split("/") if msg.topic.startswith(self.root + "/") else []
+        with self._lock:
+            self._pending += 1
+        self._inbox.put(Delivery(msg.mid, msg.qos, self._generation, time.time(), self.decode(msg.topic, msg.payload)))
+
+    # -- decoding: one MQTT message -> what to store -------------------------------------------
+    def decode(self, topic: str, payload: bytes) -> Batch:
+        """Validate one message; a Batch of the events, presence or rejection it carries."""
+        parts = topic[len(self.root) + 1:].split("/") if topic.startswith(self.root + "/") else []
         try:
-            payload = json.loads(msg.payload)
+            data = json.loads(payload)
         except ValueError as e:
-            self._invalid(msg, f"not JSON: {e}")
-            return
+            return Batch(invalid=[(topic, f"not JSON: {e}", payload)])
         if len(parts) == 2 and parts[1] == "status":
-            self._on_presence(msg, parts[0], payload)
-        elif len(parts) == 3 and parts[1] == "event" and parts[2] in EVENT_TYPES:
-            self._on_event(msg, parts[0], parts[2], payload)
-        else:
-            self._invalid(msg, "unexpected topic")
+            errors = self.contract.errors("presence", data)
+            if errors:
+                return Batch(invalid=[(topic, "; ".join(errors), payload)])
+            return Batch(presence=[(parts[0], data)])
+        if len(parts) == 3 and parts[1] == "event" and parts[2] in EVENT_TYPES:
+            gw, type_ = parts[0], parts[2]
+            errors = self.contract.errors(type_, data)
+            if not errors and data.get("type") != type_:
+                errors = [f"payload type {data.get('type')!r} on the {type_} topic"]
+            if not errors and data["id"].rpartition("/")[0] != gw:
+                errors = [f"id {data['id']!r} is not from gateway {gw!r}"]
+            if errors:
+                return Batch(invalid=[(topic, "; ".join(errors), payload)])
+            return Batch(events=[data])
+        return Batch(invalid=[(topic, "unexpected topic", payload)])
 
-    def _on_presence(self, msg, gw: str, payload) -> None:
-        errors = self.contract.errors("presence", payload)
-        if errors:
-            self._invalid(msg, "; ".join(errors))
-            return
-        with self._lock:
-            self.presence[gw] = payload
-            self.presence_history.append((gw, payload))
-        self.store.set_presence(gw, payload)
-        if self.echo:
-            self.echo(f"{payload.get('ts', '-')} {gw} is {payload['state'].upper()}"
-                      f"{' (last will)' if 'ts' not in payload else ''}")
+    # -- the writer: batch, commit, then acknowledge --------------------------------------------
+    def _write_loop(self) -> None:
+        while True:
+            first = self._inbox.get()
+            if first is None:
+                return
+            deliveries = [first]
+            n = len(first.batch.events)
+            while n < self.batch_max:  # what is already waiting: no added latency when idle
+                try:
+                    d = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if d is None:
+                    self._inbox.put(None)
+                    break
+                deliveries.append(d)
+                n += len(d.batch.events)
+            merged = Batch()
+            for d in deliveries:
+                merged.events += d.batch.events
+                merged.received += [d.received] * len(d.batch.events)
+                merged.presence += d.batch.presence
+                merged.invalid += d.batch.invalid
+            new = self._commit(merged)
+            if new is None:
+                return  # stopping with a store that does not answer: the broker keeps them unacked
+            for d in deliveries:
+                if d.qos and d.generation == self._generation:
+                    self.client.ack(d.mid, d.qos)
+            self._committed(merged, new)
+            with self._lock:
+                self._pending -= len(deliveries)
 
-    def _on_event(self, msg, gw: str, type_: str, event) -> None:
-        errors = self.contract.errors(type_, event)
-        if not errors and event.get("type") != type_:
-            errors = [f"payload type {event.get('type')!r} on the {type_} topic"]
-        if not errors and event["id"].rpartition("/")[0] != gw:
-            errors = [f"id {event['id']!r} is not from gateway {gw!r}"]
-        if errors:
-            self._invalid(msg, "; ".join(errors))
-            return
-        if not self.store.add_event(event):
-            return  # a duplicate: counted by the store, ignored here
-        with self._lock:
-            self.events.append(event)
-        if self.echo:
-            self.echo(describe(gw, event))
+    def _commit(self, batch: Batch) -> list[bool] | None:
+        delay = 0.1
+        while True:
+            try:
+                return self.store.write(batch)
+            except StoreError as e:
+                self.store_errors += 1
+                log.error("platform receiver: %s (retrying in %.1f s; nothing acknowledged)", e, delay)
+                if self._stopping.wait(delay):
+                    return None
+                delay = min(delay * 2, 5.0)
 
-    def _invalid(self, msg, error: str) -> None:
-        log.warning("invalid payload on %s: %s", msg.topic, error)
+    def _committed(self, batch: Batch, new: list[bool]) -> None:
+        fresh = [e for e, is_new in zip(batch.events, new) if is_new]
         with self._lock:
-            self.invalid.append((msg.topic, error))
-        self.store.add_invalid(msg.topic, error, msg.payload)
+            self.committed += len(fresh)
+            if self.keep_events:
+                self.events += fresh
+            for gw, payload in batch.presence:
+                self.presence[gw] = payload
+                self.presence_history.append((gw, payload))
+            for topic, error, _ in batch.invalid:
+                self.invalid.append((topic, error))
+        for topic, error, _ in batch.invalid:
+            log.warning("invalid payload on %s: %s", topic, error)
         if self.echo:
-            self.echo(f"{time.strftime('%H:%M:%S')} INVALID {msg.topic}: {error}")
+            for gw, payload in batch.presence:
+                self.echo(f"{payload.get('ts', '-')} {gw} is {payload['state'].upper()}"
+                          f"{' (last will)' if 'ts' not in payload else ''}")
+            for e in fresh:
+                self.echo(describe(e["id"].rpartition("/")[0], e))
+            for topic, error, _ in batch.invalid:
+                self.echo(f"{time.strftime('%H:%M:%S')} INVALID {topic}: {error}")
