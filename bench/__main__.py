@@ -42,6 +42,7 @@ def steps(quick: bool) -> list[tuple[str, str, dict]]:
                                         "calls": 50 if q else 300}),
           ("flood", "command_flood", {"flood": 2_000 if q else 10_000, "rounds": 4 if q else 8}),
           ("reloads", "reload_relays", {"reloads": 50 if q else 1000}),
+          ("platform_store", "platform_store", {"seconds": 10.0 if q else 30.0, "burst": 5_000 if q else 20_000}),
           ("write_volume", "write_volume", {"warmup_s": 5.0 if q else 15.0, "window_s": 30.0 if q else 180.0})]
     return s
 
