@@ -50,8 +50,8 @@ ALTER TABLE events ADD COLUMN IF NOT EXISTS stored timestamptz;
 INSERT_EVENTS = """
 INSERT INTO events (id, gateway, seq, type, ts, replay, received, body, stored)
 SELECT u.*, clock_timestamp()
-FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[], %s::timestamptz[], %s::boolean[],
-            %s::timestamptz[], %s::jsonb[]) AS u
+FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::text[], %b::timestamptz[], %b::boolean[],
+            %b::timestamptz[], %b::jsonb[]) AS u
 ON CONFLICT (gateway, seq) DO NOTHING
 RETURNING gateway, seq
 """
