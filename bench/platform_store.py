@@ -103,7 +103,7 @@ def _backend_cpu(pg) -> float:
 
 
 def measure(receivers: int = 3, gateways: int = 50, rate: float = 1000.0, seconds: float = 30.0,
-            burst: int = 20_000, batch: int = 500, kill: bool = True) -> dict:
+            burst: int = 20_000, batch: int = 500, kill: bool = True, linger_s: float = 0.05) -> dict:
     import psycopg
 
     name = f"cgw_bench_{uuid.uuid4().hex[:10]}"
@@ -115,7 +115,8 @@ def measure(receivers: int = 3, gateways: int = 50, rate: float = 1000.0, second
     rxs = []
     pub = None
     try:
-        rxs = start_receivers(receivers, broker.host, broker.port, url, group="bench", batch=batch, log_dir=work)
+        rxs = start_receivers(receivers, broker.host, broker.port, url, group="bench", batch=batch, linger_s=linger_s,
+                               log_dir=work)
         pg = psycopg.connect(url, autocommit=True)
         count = lambda: pg.execute("SELECT count(*) FROM events").fetchone()[0]  # noqa: E731
         pub = Publisher(broker, gateways)
@@ -169,7 +170,7 @@ def measure(receivers: int = 3, gateways: int = 50, rate: float = 1000.0, second
         dup = pg.execute("SELECT coalesce(sum(duplicates), 0) FROM counters").fetchone()[0]
         pg.close()
         return {
-            "receivers": receivers, "gateways": gateways, "rate": rate, "seconds": seconds, "batch": batch,
+            "receivers": receivers, "gateways": gateways, "rate": rate, "seconds": seconds, "batch": batch, "linger_s": linger_s,
             "sustained_events": sustained_n, "sustained_per_s": round(per_s, 1),
             "e2e_p50_ms": round(float(lat[0][0]) * 1000, 1), "e2e_p99_ms": round(float(lat[0][1]) * 1000, 1),
             "e2e_max_ms": round(float(lat[1]) * 1000, 1),
@@ -202,9 +203,10 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--burst", type=int, default=20_000)
     ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--linger", type=float, default=0.05)
     ap.add_argument("--no-kill", action="store_true")
     a = ap.parse_args(argv)
-    r = measure(a.receivers, a.gateways, a.rate, a.seconds, a.burst, a.batch, not a.no_kill)
+    r = measure(a.receivers, a.gateways, a.rate, a.seconds, a.burst, a.batch, not a.no_kill, a.linger)
     print(json.dumps(r, indent=1))
     return 0 if r["exactly_once"] else 1
 

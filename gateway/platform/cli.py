@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--session-expiry", type=int, default=3600, metavar="S",
                    help="seconds the broker keeps the session (and queues for it) while away (default 3600)")
     r.add_argument("--batch", type=int, default=500, metavar="N", help="events per store transaction, at most")
+    r.add_argument("--linger", type=float, default=0.05, metavar="S",
+                   help="seconds a transaction waits for more messages once one is in (default 0.05)")
     r.add_argument("--ca")
     r.add_argument("--cert")
     r.add_argument("--key")
@@ -207,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             session = session or f"gateway-platform-{args.share}-{args.instance}"
         receiver = Receiver(args.host, args.port, root=args.root, db=args.store, share=args.share,
-                            session=session, session_expiry_s=args.session_expiry, batch_max=args.batch,
+                            session=session, session_expiry_s=args.session_expiry, batch_max=args.batch, linger_s=args.linger,
                             keep_events=False, ca=args.ca, cert=args.cert, key=args.key,
                             username=args.username, password=args.password, schemas=args.schemas,
                             echo=None if args.quiet else out)

@@ -81,7 +81,7 @@ class Receiver:
     def __init__(self, host: str, port: int, *, root: str = "city/v1", db: str | None = ":memory:",
                  store: Store | None = None, share: str | None = None, session: str | None = None,
                  client_id: str | None = None, session_expiry_s: int = 3600, receive_maximum: int = 1000,
-                 batch_max: int = 500, keep_events: bool = True,
+                 batch_max: int = 500, linger_s: float = 0.05, keep_events: bool = True,
                  ca: str | None = None, cert: str | None = None, key: str | None = None,
                  username: str | None = None, password: str | None = None,
                  schemas: str | None = None, echo=None):
@@ -91,6 +91,7 @@ class Receiver:
         self.session_expiry_s = session_expiry_s
         self.receive_maximum = receive_maximum
         self.batch_max = batch_max
+        self.linger_s = linger_s  # how long a batch waits for company once its first message is in
         self.keep_events = keep_events
         self.contract = Contract(schemas)
         self.store = store if store is not None else open_store(db)
@@ -118,7 +119,9 @@ class Receiver:
             if cert:
                 ctx.load_cert_chain(cert, key)
             self.client.tls_set_context(ctx)
-        self.client.reconnect_delay_set(0.1, 2)
+        # back soon after the broker: mosquitto 2.0.11 forgets shared subscriptions across its own
+        # restart, and events published before the group re-subscribes are dropped (0x10)
+        self.client.reconnect_delay_set(0.1, 0.5)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
@@ -241,9 +244,12 @@ class Receiver:
                 return
             deliveries = [first]
             n = len(first.batch.events)
-            while n < self.batch_max:  # what is already waiting: no added latency when idle
+            # one transaction per message costs ~3 round trips and a commit each: at a few hundred
+            # messages/s, waiting `linger_s` for company divides that CPU by the batch size
+            until = time.monotonic() + self.linger_s
+            while n < self.batch_max:
                 try:
-                    d = self._inbox.get_nowait()
+                    d = self._inbox.get(timeout=max(0.0, until - time.monotonic()))
                 except queue.Empty:
                     break
                 if d is None:

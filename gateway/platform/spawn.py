@@ -22,11 +22,11 @@ class ReceiverProcess:
     """One `gateway-platform receive` process of a shared-subscription group."""
 
     def __init__(self, host: str, port: int, store: str, *, group: str, instance: int, root: str = "city/v1",
-                 session_expiry_s: int = 3600, batch: int = 500, log_dir: str | os.PathLike | None = None,
+                 session_expiry_s: int = 3600, batch: int = 500, linger_s: float = 0.05, log_dir: str | os.PathLike | None = None,
                  env: dict | None = None):
         self.host, self.port, self.store = host, port, store
         self.group, self.instance, self.root = group, instance, root
-        self.session_expiry_s, self.batch = session_expiry_s, batch
+        self.session_expiry_s, self.batch, self.linger_s = session_expiry_s, batch, linger_s
         self.log_path = Path(log_dir) / f"receiver-{group}-{instance}.log" if log_dir else None
         self.env = env
         self.proc: subprocess.Popen | None = None
@@ -38,7 +38,7 @@ class ReceiverProcess:
         return [sys.executable, "-m", "gateway.platform.cli", "receive", "--quiet", "--host", self.host,
                 "--port", str(self.port), "--root", self.root, "--store", self.store, "--share", self.group,
                 "--instance", str(self.instance), "--session-expiry", str(self.session_expiry_s),
-                "--batch", str(self.batch)]
+                "--batch", str(self.batch), "--linger", str(self.linger_s)]
 
     def start(self, timeout: float = 30.0) -> "ReceiverProcess":
         """Start the process and wait for its 'receiving' line (subscribed)."""
