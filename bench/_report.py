@@ -71,8 +71,9 @@ def figures(r: dict) -> list[dict]:
             "every (gateway, seq) once", p["exactly_once"])
         row("platform: end-to-end p50 / p99 (event ts -> row stored), outside the kill",
             f"{p['e2e_p50_ms_outside_kill']} / {p['e2e_p99_ms_outside_kill']} ms (with it: p99 {p['e2e_p99_ms']} ms)")
-        row("platform: CPU per receiver per 1,000 events/s", f"{p['receiver_cpu_pct_per_1k']:.1f} % of a core "
-            f"(group {p['receivers_cpu_pct_per_1k']:.0f} %, PostgreSQL backends {p['pg_backends_cpu_pct_per_1k']:.0f} %)")
+        row("platform: receiver CPU per 1,000 events/s stored", f"{p['receiver_cpu_pct_per_1k']:.0f} % of a core "
+            f"(each of {p['receivers']}: {', '.join(f'{c:.0f}' for c in p['cpu_pct_per_receiver'])} %; "
+            f"PostgreSQL backends {p['pg_backends_cpu_pct_per_1k']:.0f} %)")
         row("platform: burst stored by the group", f"{p['burst_stored_per_s']:,} events/s")
     if not missing("outbox", "outbox"):
         o = r["outbox"]
