@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     receiver.stop()
     _summary(receiver.store, out)
-    out(f"invalid payloads: {len(receiver.invalid)}")
+    out(f"invalid payloads: {receiver.invalid_count}")
     receiver.store.close()
     return 0
 

@@ -101,6 +101,7 @@ class Receiver:
         self.presence: dict[str, dict] = {}
         self.presence_history: list[tuple[str, dict]] = []
         self.committed = 0  # new events committed by this receiver
+        self.invalid_count = 0
         self.store_errors = 0
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
@@ -269,7 +270,10 @@ class Receiver:
             for d in deliveries:
                 if d.qos and d.generation == self._generation:
                     self.client.ack(d.mid, d.qos)
-            self._committed(merged, new)
+            try:
+                self._committed(merged, new)
+            except Exception:  # noqa: BLE001 - an echo callback's failure is not the stream's
+                log.exception("platform receiver: after the commit")
             with self._lock:
                 self._pending -= len(deliveries)
 
@@ -278,9 +282,10 @@ class Receiver:
         while True:
             try:
                 return self.store.write(batch)
-            except StoreError as e:
+            except Exception as e:  # noqa: BLE001 - StoreError, or a bug: the writer must not die
                 self.store_errors += 1
-                log.error("platform receiver: %s (retrying in %.1f s; nothing acknowledged)", e, delay)
+                log.error("platform receiver: %s (retrying in %.1f s; nothing acknowledged)", e, delay,
+                          exc_info=not isinstance(e, StoreError))
                 if self._stopping.wait(delay):
                     return None
                 delay = min(delay * 2, 5.0)
@@ -289,13 +294,13 @@ class Receiver:
         fresh = [e for e, is_new in zip(batch.events, new) if is_new]
         with self._lock:
             self.committed += len(fresh)
-            if self.keep_events:
-                self.events += fresh
+            self.invalid_count += len(batch.invalid)
             for gw, payload in batch.presence:
                 self.presence[gw] = payload
-                self.presence_history.append((gw, payload))
-            for topic, error, _ in batch.invalid:
-                self.invalid.append((topic, error))
+            if self.keep_events:  # a long-running receiver keeps them in its store only
+                self.events += fresh
+                self.presence_history += batch.presence
+                self.invalid += [(topic, error) for topic, error, _ in batch.invalid]
         for topic, error, _ in batch.invalid:
             log.warning("invalid payload on %s: %s", topic, error)
         if self.echo:

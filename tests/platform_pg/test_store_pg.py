@@ -144,3 +144,15 @@ def test_an_unreachable_server_is_a_store_error_without_the_password():
     with pytest.raises(StoreError, match="cannot connect") as e:
         open_store("postgresql://city:s3cret@127.0.0.1:1/city")
     assert "s3cret" not in str(e.value)
+
+
+def test_a_presence_postgresql_refuses_is_kept_as_invalid_too(pg_url, pg):
+    store = open_store(pg_url)
+    try:
+        store.write(Batch(events=[ev(1, note="\u0000")], presence=[("gw-a", {"state": "online", "firmware": "x\u0000"}),
+                                                                    ("gw-b", {"state": "offline"})]))
+        assert pg.execute("SELECT gateway FROM presence").fetchall() == [("gw-b",)]
+        assert sorted(r[0] for r in pg.execute("SELECT topic FROM invalid")) == [
+            "(stored as) gw-a/1", "(stored as) presence of gw-a"]
+    finally:
+        store.close()

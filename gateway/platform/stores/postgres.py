@@ -121,7 +121,10 @@ class PostgresStore(Store):
             except pg_errors.DataError:
                 # one event the server refuses (e.g. a \\u0000 inside a string, which jsonb cannot hold)
                 # must not block the stream: store one by one, the refused ones as invalid
-                return self._write_each(batch)
+                try:
+                    return self._write_each(batch)
+                except psycopg.Error as e:
+                    raise StoreError(f"platform store {self._where()}: write failed: {e}") from e
             except psycopg.Error as e:
                 if self._conn is not None and (self._conn.broken or self._conn.closed):
                     self._conn = None
@@ -134,11 +137,18 @@ class PostgresStore(Store):
             try:
                 out += self._write(one)
             except pg_errors.DataError as e:
-                raw = body(event).encode()
-                self._write(Batch(invalid=[(f"(stored as) {event.get('id')}", f"refused by PostgreSQL: {e}", raw)]))
+                self._refused(f"{event.get('id')}", e, body(event))
                 out.append(False)
-        self._write(Batch(presence=batch.presence, invalid=batch.invalid))
+        for gw, payload in batch.presence:
+            try:
+                self._write(Batch(presence=[(gw, payload)]))
+            except pg_errors.DataError as e:
+                self._refused(f"presence of {gw}", e, body(payload))
+        self._write(Batch(invalid=batch.invalid))  # text, NUL escaped: nothing left to refuse
         return out
+
+    def _refused(self, what: str, error: Exception, raw: str) -> None:
+        self._write(Batch(invalid=[(f"(stored as) {what}", f"refused by PostgreSQL: {error}", raw.encode())]))
 
     def _write(self, batch: Batch) -> list[bool]:
         now = time.time()
