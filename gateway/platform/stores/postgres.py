@@ -159,7 +159,9 @@ class PostgresStore(Store):
         order = sorted(first)
         dup_by_gw: dict[str, int] = {}
         inserted: set[tuple[str, int]] = set()
-        with conn.transaction():
+        # pipeline mode (psycopg 3.1+, libpq 14+): BEGIN + INSERT go in one round trip, the rest and
+        # COMMIT in a second, where plain execution waits for each statement in turn
+        with conn.pipeline(), conn.transaction():
             if order:
                 rows = [batch.events[first[k]] for k in order]
                 cols = ([e["id"] for e in rows], [k[0] for k in order], [k[1] for k in order],
