@@ -1,5 +1,6 @@
 # make demo  - the gateway against simulated sensors (no hardware, no broker)
-# make test  - the whole test suite (starts its own mosquitto, socat ptys, pymodbus servers)
+# make test  - the whole test suite (starts its own mosquitto, socat ptys, pymodbus servers; a PostgreSQL
+#              on 127.0.0.1:5432 when none answers)
 SHELL := /bin/bash
 PY ?= python3
 VENV ?= .venv
@@ -13,7 +14,8 @@ DEBS := mosquitto socat debootstrap systemd-container strace espeak-ng alsa-util
 # (the Bookworm root tests/test_installer_*.py run the installer in: built once per machine, ~2 min
 # from Debian's mirror, cached in /var/cache/community-gateway-test), systemd-container (systemd-nspawn
 # boots that root, so the unit runs under a real systemd), espeak-ng (Mandarin clips for the alsa voice
-# backend) and alsa-utils (aplay).
+# backend) and alsa-utils (aplay). PostgreSQL for tests/platform_pg: tests/platform_pg/pg_server.sh
+# installs Debian's postgresql and starts its cluster when nothing answers on 127.0.0.1:5432.
 deps:
 	@missing=""; for b in $(DEBS); do \
 	  p=$$b; [ $$b = mosquitto ] && p=/usr/sbin/mosquitto; [ $$b = debootstrap ] && p=/usr/sbin/debootstrap; \
@@ -24,6 +26,7 @@ deps:
 	  SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
+	@bash tests/platform_pg/pg_server.sh
 	@if [ "$$(id -u)" -eq 0 ]; then $(PY) tests/bookworm_root.py; \
 	else echo "not root: no Bookworm test root (tests/test_installer_chroot.py will skip and say why)"; fi
 

@@ -48,7 +48,8 @@ def steps(quick: bool) -> list[tuple[str, str, dict]]:
            if q else {"runs": 10, "outage_s": 30.0, "gateways": 500, "duration": 120.0, "outage_at": 40.0}),
           ("wire_bytes", "wire_bytes", {"speed": 10.0 if q else 1.0, "warmup_s": 8.0 if q else 65.0,
                                         "window_s": 20.0 if q else 180.0}),
-          ("update", "update", {"rounds": 1 if q else 3})]
+          ("update", "update", {"rounds": 1 if q else 3}),
+          ("platform_store", "platform_store", {"seconds": 10.0 if q else 30.0, "burst": 5_000 if q else 20_000})]
     return s
 
 

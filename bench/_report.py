@@ -64,6 +64,17 @@ def figures(r: dict) -> list[dict]:
             w = r[f"wire_{b}"]
             shares = ", ".join(f"{100 * x['share']:.1f} %" for x in w["rows"] if x["master"] == "RtuLink")
             row(f"RtuLink alone, {b} baud (1 / 10 registers)", shares, ">= 90 %", w["rtulink_worst_share"] >= 0.9)
+    if not missing("platform_store", "platform store"):
+        p = r["platform_store"]
+        row(f"platform: {p['receivers']} receivers on PostgreSQL, {p['rate']:.0f} ev/s, one killed -9",
+            "exactly once" if p["exactly_once"] else f"{p['stored']} rows for {p['expected']} events",
+            "every (gateway, seq) once", p["exactly_once"])
+        row("platform: end-to-end p50 / p99 (event ts -> row stored), outside the kill",
+            f"{p['e2e_p50_ms_outside_kill']} / {p['e2e_p99_ms_outside_kill']} ms (with it: p99 {p['e2e_p99_ms']} ms)")
+        row("platform: receiver CPU per 1,000 events/s stored", f"{p['receiver_cpu_pct_per_1k']:.0f} % of a core "
+            f"(each of {p['receivers']}: {', '.join(f'{c:.0f}' for c in p['cpu_pct_per_receiver'])} %; "
+            f"PostgreSQL backends {p['pg_backends_cpu_pct_per_1k']:.0f} %)")
+        row("platform: burst stored by the group", f"{p['burst_stored_per_s']:,} events/s")
     if not missing("outbox", "outbox"):
         o = r["outbox"]
         row("outbox ingest (Recorder, batched)", f"{o['ingest_per_s']:,.0f} events/s", ">= 20,000/s",

@@ -1,25 +1,37 @@
 """The reference platform receiver: what the city side must do with the gateways' stream.
 
     receiver = Receiver("127.0.0.1", 1883, db="platform.sqlite", share="platform").start()
+    receiver = Receiver(host, port, db="postgresql://postgres@db/city", share="platform",
+                        session="gateway-platform-platform-1")   # one of N, killable and restartable
     ...
-    receiver.events              # unique events, in arrival order
-    receiver.duplicates          # events received again (same id): at-least-once at work
+    receiver.events              # unique events, in arrival order (keep_events=False: not kept)
+    receiver.duplicates          # events received again (same (gateway, seq)): at-least-once at work
     receiver.undeclared_gaps()   # [(gateway, from_seq, to_seq)] missing and not declared by a gap event
     receiver.presence["gw-1"]    # the last retained status: {"state": "online", ...} or offline
 
 Subscriptions: `<root>/+/event/+` (as `$share/<group>/...` when `share` is given, so several
 receivers split the stream) and `<root>/+/status` (never shared: shared subscriptions do not get
 retained messages). QoS 1. With `session`, the receiver keeps a persistent MQTT 5 session under that
-client id, so the broker queues events for it while it is away.
+client id (clean_start=False, a session expiry interval), so the broker queues events for it while
+it is away.
+
+Acknowledgement: paho-mqtt 2.x with `manual_ack=True` sends no PUBACK by itself; the receiver's
+writer thread commits a batch of messages in one store transaction and only then calls
+`client.ack(mid, qos)` for each. A receiver killed with -9 has acknowledged nothing it had not
+committed: the broker re-sends the rest to the same session when it comes back (de-duplicated by
+(gateway, seq)). Acks are only sent on the connection the message came in on: after a reconnect the
+broker re-sends whatever was not acknowledged, and the store drops it as a duplicate.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import queue
 import ssl
 import threading
 import time
+from typing import NamedTuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -27,9 +39,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gateway.errors import UplinkError
-from gateway.record import batch
+from gateway.record import batch as telemetry_batch
 from gateway.platform.schemas import EVENT_TYPES, Contract
-from gateway.platform.store import Store
+from gateway.platform.stores import Batch, Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +72,7 @@ def decode_events(contract: Contract, gw: str, type_: str, payload) -> list[dict
     validated by the caller), or the readings of a telemetry batch (envelope version 2,
     gateway/contract/telemetry-batch.json) as single telemetry events. ValueError: a batch that is not
     valid or not from `gw` (the whole message is invalid, none of its readings is taken)."""
-    if not batch.is_batch(payload):
+    if not telemetry_batch.is_batch(payload):
         return [payload]
     errors = contract.errors("telemetry-batch", payload)
     if not errors and type_ != payload["type"]:
@@ -69,32 +81,56 @@ def decode_events(contract: Contract, gw: str, type_: str, payload) -> list[dict
         errors = [f"gw {payload['gw']!r} is not gateway {gw!r}"]
     if errors:
         raise ValueError("; ".join(errors))
-    return batch.expand(payload)
+    return telemetry_batch.expand(payload)
+
+
+class Delivery(NamedTuple):
+    """One MQTT message as the writer sees it: what it decoded to, and how to acknowledge it."""
+    mid: int
+    qos: int
+    generation: int  # the connection it came in on
+    received: float
+    batch: Batch
 
 
 class Receiver:
-    """A platform consumer: subscribe, validate, de-duplicate, detect gaps, store."""
+    """A platform consumer: subscribe, validate, de-duplicate, detect gaps, store, then acknowledge."""
 
-    def __init__(self, host: str, port: int, *, root: str = "city/v1", db: str = ":memory:",
-                 share: str | None = None, session: str | None = None, client_id: str | None = None,
+    def __init__(self, host: str, port: int, *, root: str = "city/v1", db: str | None = ":memory:",
+                 store: Store | None = None, share: str | None = None, session: str | None = None,
+                 client_id: str | None = None, session_expiry_s: int = 3600, receive_maximum: int = 1000,
+                 batch_max: int = 500, linger_s: float = 0.05, keep_events: bool = True,
                  ca: str | None = None, cert: str | None = None, key: str | None = None,
                  username: str | None = None, password: str | None = None,
                  schemas: str | None = None, echo=None):
         self.host, self.port, self.root = host, port, root.rstrip("/")
         self.share = share
         self.session = session
+        self.session_expiry_s = session_expiry_s
+        self.receive_maximum = receive_maximum
+        self.batch_max = batch_max
+        self.linger_s = linger_s  # how long a batch waits for company once its first message is in
+        self.keep_events = keep_events
         self.contract = Contract(schemas)
-        self.store = Store(db)
+        self.store = store if store is not None else open_store(db)
         self.echo = echo  # callable(str) for the live view, or None
         self.events: list[dict] = []
         self.invalid: list[tuple[str, str]] = []
         self.presence: dict[str, dict] = {}
         self.presence_history: list[tuple[str, dict]] = []
+        self.committed = 0  # new events committed by this receiver
+        self.invalid_count = 0
+        self.store_errors = 0
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self._connected_error: str | None = None
+        self._generation = 0
+        self._inbox: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
+        self._pending = 0  # deliveries taken in, not yet committed
+        self._stopping = threading.Event()
+        self._writer: threading.Thread | None = None
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=session or client_id or "",
-                                  protocol=mqtt.MQTTv5)
+                                  protocol=mqtt.MQTTv5, manual_ack=True)
         if username:
             self.client.username_pw_set(username, password)
         if ca or cert:
@@ -102,20 +138,26 @@ class Receiver:
             if cert:
                 ctx.load_cert_chain(cert, key)
             self.client.tls_set_context(ctx)
-        self.client.reconnect_delay_set(0.1, 2)
+        # back soon after the broker: mosquitto 2.0.11 forgets shared subscriptions across its own
+        # restart, and events published before the group re-subscribes are dropped (0x10)
+        self.client.reconnect_delay_set(0.1, 0.5)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> "Receiver":
-        props = None
+        props = Properties(PacketTypes.CONNECT)
+        # how many unacknowledged messages the broker may have in flight to us: what a batch can hold
+        props.ReceiveMaximum = self.receive_maximum
         if self.session:
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = 3600
+            props.SessionExpiryInterval = self.session_expiry_s
+        self._writer = threading.Thread(target=self._write_loop, name="platform-writer", daemon=True)
+        self._writer.start()
         try:
             self.client.connect(self.host, self.port, 30, clean_start=not self.session, properties=props)
         except (OSError, ssl.SSLError) as e:
+            self._stop_writer(0)
             raise UplinkError(f"platform receiver cannot reach {self.host}:{self.port}: {e}") from e
         self.client.loop_start()
         if not self._subscribed.wait(timeout):
@@ -124,9 +166,20 @@ class Receiver:
                               f"{timeout} s ({self._connected_error or 'no CONNACK'})")
         return self
 
-    def stop(self) -> None:
+    def stop(self, drain_s: float = 5.0) -> None:
+        """Commit and acknowledge what came in (bounded by `drain_s`), then disconnect."""
+        deadline = time.monotonic() + drain_s
+        while self._pending and time.monotonic() < deadline and self._writer and self._writer.is_alive():
+            time.sleep(0.01)
         self.client.disconnect()
         self.client.loop_stop()
+        self._stop_writer(max(0.0, deadline - time.monotonic()) + 1)
+
+    def _stop_writer(self, timeout: float) -> None:
+        self._stopping.set()
+        self._inbox.put(None)
+        if self._writer is not None:
+            self._writer.join(timeout)
 
     def close(self) -> None:
         self.stop()
@@ -158,6 +211,7 @@ class Receiver:
             self._connected_error = str(reason_code)
             log.error("platform receiver refused by %s:%s: %s", self.host, self.port, reason_code)
             return
+        self._generation += 1
         events = f"{self.root}/+/event/+"
         if self.share:
             events = f"$share/{self.share}/{events}"
@@ -172,58 +226,111 @@ class Receiver:
         self._subscribed.set()
 
     def _on_message(self, client, userdata, msg):
-        parts = msg.topic[len(self.root) + 1:].split("/") if msg.topic.startswith(self.root + "/") else []
+        with self._lock:
+            self._pending += 1
+        self._inbox.put(Delivery(msg.mid, msg.qos, self._generation, time.time(), self.decode(msg.topic, msg.payload)))
+
+    # -- decoding: one MQTT message -> what to store -------------------------------------------
+    def decode(self, topic: str, payload: bytes) -> Batch:
+        """Validate one message; a Batch of the events, presence or rejection it carries."""
+        parts = topic[len(self.root) + 1:].split("/") if topic.startswith(self.root + "/") else []
         try:
-            payload = json.loads(msg.payload)
+            data = json.loads(payload)
         except ValueError as e:
-            self._invalid(msg, f"not JSON: {e}")
-            return
+            return Batch(invalid=[(topic, f"not JSON: {e}", payload)])
         if len(parts) == 2 and parts[1] == "status":
-            self._on_presence(msg, parts[0], payload)
-        elif len(parts) == 3 and parts[1] == "event" and parts[2] in EVENT_TYPES:
+            errors = self.contract.errors("presence", data)
+            if errors:
+                return Batch(invalid=[(topic, "; ".join(errors), payload)])
+            return Batch(presence=[(parts[0], data)])
+        if len(parts) == 3 and parts[1] == "event" and parts[2] in EVENT_TYPES:
+            gw, type_ = parts[0], parts[2]
             try:
-                events = decode_events(self.contract, parts[0], parts[2], payload)
+                events = decode_events(self.contract, gw, type_, data)
             except ValueError as e:
-                self._invalid(msg, str(e))
+                return Batch(invalid=[(topic, str(e), payload)])
+            for event in events:  # a batch's readings are checked as the single events they stand for
+                errors = self.contract.errors(type_, event)
+                if not errors and event.get("type") != type_:
+                    errors = [f"payload type {event.get('type')!r} on the {type_} topic"]
+                if not errors and event["id"].rpartition("/")[0] != gw:
+                    errors = [f"id {event['id']!r} is not from gateway {gw!r}"]
+                if errors:
+                    return Batch(invalid=[(topic, "; ".join(errors), payload)])
+            return Batch(events=events)
+        return Batch(invalid=[(topic, "unexpected topic", payload)])
+
+    # -- the writer: batch, commit, then acknowledge --------------------------------------------
+    def _write_loop(self) -> None:
+        while True:
+            first = self._inbox.get()
+            if first is None:
                 return
-            for event in events:
-                self._on_event(msg, parts[0], parts[2], event)
-        else:
-            self._invalid(msg, "unexpected topic")
+            deliveries = [first]
+            n = len(first.batch.events)
+            # one transaction per message costs ~3 round trips and a commit each: at a few hundred
+            # messages/s, waiting `linger_s` for company divides that CPU by the batch size
+            until = time.monotonic() + self.linger_s
+            while n < self.batch_max:
+                try:
+                    d = self._inbox.get(timeout=max(0.0, until - time.monotonic()))
+                except queue.Empty:
+                    break
+                if d is None:
+                    self._inbox.put(None)
+                    break
+                deliveries.append(d)
+                n += len(d.batch.events)
+            merged = Batch()
+            for d in deliveries:
+                merged.events += d.batch.events
+                merged.received += [d.received] * len(d.batch.events)
+                merged.presence += d.batch.presence
+                merged.invalid += d.batch.invalid
+            new = self._commit(merged)
+            if new is None:
+                return  # stopping with a store that does not answer: the broker keeps them unacked
+            for d in deliveries:
+                if d.qos and d.generation == self._generation:
+                    self.client.ack(d.mid, d.qos)
+            try:
+                self._committed(merged, new)
+            except Exception:  # noqa: BLE001 - an echo callback's failure is not the stream's
+                log.exception("platform receiver: after the commit")
+            with self._lock:
+                self._pending -= len(deliveries)
 
-    def _on_presence(self, msg, gw: str, payload) -> None:
-        errors = self.contract.errors("presence", payload)
-        if errors:
-            self._invalid(msg, "; ".join(errors))
-            return
-        with self._lock:
-            self.presence[gw] = payload
-            self.presence_history.append((gw, payload))
-        self.store.set_presence(gw, payload)
-        if self.echo:
-            self.echo(f"{payload.get('ts', '-')} {gw} is {payload['state'].upper()}"
-                      f"{' (last will)' if 'ts' not in payload else ''}")
+    def _commit(self, batch: Batch) -> list[bool] | None:
+        delay = 0.1
+        while True:
+            try:
+                return self.store.write(batch)
+            except Exception as e:  # noqa: BLE001 - StoreError, or a bug: the writer must not die
+                self.store_errors += 1
+                log.error("platform receiver: %s (retrying in %.1f s; nothing acknowledged)", e, delay,
+                          exc_info=not isinstance(e, StoreError))
+                if self._stopping.wait(delay):
+                    return None
+                delay = min(delay * 2, 5.0)
 
-    def _on_event(self, msg, gw: str, type_: str, event) -> None:
-        errors = self.contract.errors(type_, event)
-        if not errors and event.get("type") != type_:
-            errors = [f"payload type {event.get('type')!r} on the {type_} topic"]
-        if not errors and event["id"].rpartition("/")[0] != gw:
-            errors = [f"id {event['id']!r} is not from gateway {gw!r}"]
-        if errors:
-            self._invalid(msg, "; ".join(errors))
-            return
-        if not self.store.add_event(event):
-            return  # a duplicate: counted by the store, ignored here
+    def _committed(self, batch: Batch, new: list[bool]) -> None:
+        fresh = [e for e, is_new in zip(batch.events, new) if is_new]
         with self._lock:
-            self.events.append(event)
+            self.committed += len(fresh)
+            self.invalid_count += len(batch.invalid)
+            for gw, payload in batch.presence:
+                self.presence[gw] = payload
+            if self.keep_events:  # a long-running receiver keeps them in its store only
+                self.events += fresh
+                self.presence_history += batch.presence
+                self.invalid += [(topic, error) for topic, error, _ in batch.invalid]
+        for topic, error, _ in batch.invalid:
+            log.warning("invalid payload on %s: %s", topic, error)
         if self.echo:
-            self.echo(describe(gw, event))
-
-    def _invalid(self, msg, error: str) -> None:
-        log.warning("invalid payload on %s: %s", msg.topic, error)
-        with self._lock:
-            self.invalid.append((msg.topic, error))
-        self.store.add_invalid(msg.topic, error, msg.payload)
-        if self.echo:
-            self.echo(f"{time.strftime('%H:%M:%S')} INVALID {msg.topic}: {error}")
+            for gw, payload in batch.presence:
+                self.echo(f"{payload.get('ts', '-')} {gw} is {payload['state'].upper()}"
+                          f"{' (last will)' if 'ts' not in payload else ''}")
+            for e in fresh:
+                self.echo(describe(e["id"].rpartition("/")[0], e))
+            for topic, error, _ in batch.invalid:
+                self.echo(f"{time.strftime('%H:%M:%S')} INVALID {topic}: {error}")
