@@ -214,3 +214,39 @@ def test_token_bucket_paces():
     assert bucket.take() and not bucket.take()
     now[0] += 100
     assert sum(bucket.take() for _ in range(10)) == 2  # never more than the burst
+
+
+def test_a_bug_in_our_own_callback_never_poisons_the_message_in_flight(tmp_path):
+    """Found merging fleet-sim with batched publishing: an exception in an on_publish callback ends
+    the session (paho re-raises it from loop()), and the Sender counted that as "the broker closed
+    the connection each time this message was sent": a live alarm alone in flight was marked
+    failed after two such sessions and never reached the platform. A bug of ours is not the
+    message's fault: it is retried (and logged), never poisoned."""
+    class Buggy(Uplink):
+        fails = 4
+
+        def _on_publish(self, client, userdata, mid, reason_code, properties):
+            if Buggy.fails > 0:
+                Buggy.fails -= 1
+                raise AttributeError("'list' object has no attribute 'seq'")
+            super()._on_publish(client, userdata, mid, reason_code, properties)
+
+    with Mosquitto(tmp_path / "broker") as broker:
+        rx = Receiver(broker.host, broker.port).start()
+        ob = Outbox(tmp_path / "o.db", GW)
+        seq = ob.add("alarm", {"alarm": "w.level#1", "rule": "w.level", "sensor": "w", "point": "level",
+                               "transition": "raised", "level": "red", "previous_level": None, "value": 50.0,
+                               "unit": "cm", "state": "active"})
+        up = Buggy(UplinkConfig(host=broker.host, port=broker.port, replay_per_s=10_000), ob, GW,
+                   {"firmware": "t", "config_hash": "h", "sensors": []}, backoff_initial_s=0.05,
+                   backoff_max_s=0.1, probe_s=0.05).start()
+        try:
+            def settled():
+                s = up.status()
+                return s if s["delivered"] >= 1 or s["poison"] > 0 else None
+            st = wait_for(settled, 20, what="the alarm's PUBACK handled, once our callback stops failing")
+        finally:
+            up.stop()
+            rx.stop()
+    assert st["poison"] == 0 and st["delivered"] == 1 and Buggy.fails == 0, st
+    assert seq in rx.seqs() and ob.stats()["failed"] == 0 and ob.stats()["pending"] == 0

@@ -52,8 +52,8 @@ class FleetUplink(Uplink):
 
     def _on_publish(self, client, userdata, mid, reason_code, properties):
         if self._awaiting:
-            row = self.sender.inflight.get(mid)
-            if row is not None and row.seq < self.sender.live_from:
+            rows = self.sender.inflight.get(mid) or ()  # the rows of that message (a batch: several)
+            if any(row.seq < self.sender.live_from for row in rows):
                 self._awaiting = False
                 self.first_replay_ack.append(time.time())
         super()._on_publish(client, userdata, mid, reason_code, properties)
@@ -69,10 +69,13 @@ def _receiver_class():
             super().__init__(*a, **kw)
             self.replay_arrivals: dict[str, list[float]] = {}
 
-        def _on_event(self, msg, gw, type_, event):
-            if isinstance(event, dict) and event.get("replay"):
-                self.replay_arrivals.setdefault(gw, []).append(time.time())
-            super()._on_event(msg, gw, type_, event)
+        def decode(self, topic, payload):
+            out = super().decode(topic, payload)  # on paho's thread, as the message arrives
+            now = time.time()
+            for event in out.events:
+                if event.get("replay"):
+                    self.replay_arrivals.setdefault(event["id"].rpartition("/")[0], []).append(now)
+            return out
 
     return FleetReceiver
 

@@ -72,11 +72,12 @@ class Sender:
         self.session_max_bytes = min(self.max_bytes, broker_max_bytes or self.max_bytes)
         self._new_session(live_from)
 
-    def session_lost(self) -> list[tuple[Pending, str]]:
+    def session_lost(self, strike: bool = True) -> list[tuple[Pending, str]]:
         """The connection dropped: in-flight rows stay pending and become suspects (sent again one
-        per message). Returns rows that are now poison (the caller marks them failed)."""
+        per message). Returns rows that are now poison (the caller marks them failed).
+        `strike` False: the session ended by a bug of ours, not by the broker: no row is to blame."""
         poison = []
-        alone = len(self.inflight) == 1 and len(next(iter(self.inflight.values()))) == 1
+        alone = strike and len(self.inflight) == 1 and len(next(iter(self.inflight.values()))) == 1
         for rows in self.inflight.values():
             for row in rows:
                 self.suspects[row.seq] = row

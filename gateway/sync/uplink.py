@@ -234,11 +234,17 @@ class Uplink:
             self._state = "connecting"
         self._connack = None
         client = self._client()
+        ours = False  # the session ended by an exception of our own code (a callback's), not the broker's doing
         try:
             self._connect(client)
             self._online(client)
+        except UplinkError:
+            raise
+        except Exception:
+            ours = True
+            raise
         finally:
-            for row, reason in self.sender.session_lost():
+            for row, reason in self.sender.session_lost(strike=not ours):
                 self._poison(row, reason)
             self._flush_acks()
             self._connected_at = None
