@@ -12,13 +12,18 @@ Order within one MQTT session:
    before backlog, so a live alarm overtakes any backlog.
 Telemetry goes many readings to a message (a batch, gateway/record/batch.py); alarms, faults, audit,
 status and gaps one per message. At most `window` messages are in flight; rows are marked delivered
-only on a successful PUBACK of their message.
+only on a successful PUBACK of their message. A PUBACK 0x10 "No matching subscribers" is not one
+(the broker had nobody to give the message to: it is gone): its rows are held and sent again after
+NOSUB_FIRST_S, doubling to NOSUB_MAX_S while nobody takes them (a platform whose shared subscription
+a broker restart dropped, until its receivers subscribe again); other rows keep going meanwhile,
+and past NOSUB_HELD_MAX held rows nothing new is sent until they are taken.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import time
 
 from gateway.record import batch, compact, envelope
 from gateway.record.outbox import Outbox, Pending
@@ -30,6 +35,9 @@ ALARM_PRIORITY = envelope.PRIORITY[envelope.ALARM]
 # PUBACK reason codes (MQTT 5) that will never change on a retry
 POISON_REASONS = {0x90: "topic_name_invalid", 0x95: "message_too_large", 0x99: "payload_format_invalid"}
 STRIKES_TO_POISON = 2
+NO_SUBSCRIBERS = 0x10  # PUBACK reason code (MQTT 5.0 §3.4.2.1): accepted, and nobody to deliver it to
+NOSUB_FIRST_S, NOSUB_MAX_S = 1.0, 30.0
+NOSUB_HELD_MAX = 2_000  # rows held for a subscriber: past this, nothing new is sent (memory stays bounded)
 _BACKLOG_CHUNK = 500
 # Past this many sent-but-not-yet-marked rows the oldest are forgotten: at worst one is sent again,
 # a duplicate the platform drops by id. Normally the marks keep it near the window.
@@ -40,8 +48,10 @@ _BATCH_HEAD = 400  # a batch's envelope, topic and fixed header, within the sess
 class Sender:
     """Publishing state of the uplink: one per Uplink, reset at each session."""
 
-    def __init__(self, outbox: Outbox, window: int, bucket: TokenBucket, max_bytes: int):
+    def __init__(self, outbox: Outbox, window: int, bucket: TokenBucket, max_bytes: int, clock=time.monotonic):
         self.outbox = outbox
+        self._clock = clock
+        self._nosub_delay = NOSUB_FIRST_S
         self.window = max(1, window)
         self.bucket = bucket
         self.max_bytes = max_bytes
@@ -67,6 +77,9 @@ class Sender:
         self._backlog_after = (-1, 0)
         self._backlog_done = False
         self._isolate = collections.deque(sorted(self.suspects.values(), key=lambda p: (p.priority, p.seq)))
+        # (due, rows, replay) of messages nobody was subscribed to: sent again when due
+        self._held: collections.deque = collections.deque()
+        self._held_rows = 0
 
     def start_session(self, live_from: int, broker_max_bytes: int | None) -> None:
         self.session_max_bytes = min(self.max_bytes, broker_max_bytes or self.max_bytes)
@@ -102,8 +115,15 @@ class Sender:
                 return []
             row = self._isolate.popleft()
             return [([row], True)]
-        self._refill_live()
         out = []
+        now = self._clock()
+        while self._held and self._held[0][0] <= now and len(out) < room:
+            _, rows, replay = self._held.popleft()
+            self._held_rows -= len(rows)
+            out.append((rows, replay))
+        if self._held_rows >= NOSUB_HELD_MAX:
+            return out
+        self._refill_live()
         while len(out) < room:
             live = self._live[0] if self._live else None
             back = self._next_backlog()
@@ -220,6 +240,17 @@ class Sender:
                 self.acked.append(row.seq)
                 self._unacked_ever.pop(row.seq, None)
             self.counts["delivered"] += len(rows)
+            self._nosub_delay = NOSUB_FIRST_S
+            return []
+        if failure_code == NO_SUBSCRIBERS:
+            self.counts["no_subscriber"] += len(rows)
+            self._held.append((self._clock() + self._nosub_delay, rows, True))
+            self._held_rows += len(rows)
+            if self._nosub_delay < NOSUB_MAX_S:
+                log.warning("broker had no subscriber for event seq %d%s (%s): held, sent again in %.0f s",
+                            rows[0].seq, f"..{rows[-1].seq}" if len(rows) > 1 else "", rows[0].type,
+                            self._nosub_delay)
+            self._nosub_delay = min(NOSUB_MAX_S, self._nosub_delay * 2)
             return []
         if failure_code in POISON_REASONS:
             if len(rows) > 1:

@@ -38,7 +38,7 @@ from gateway.record.clock import SyncState
 from gateway.record.outbox import Outbox, Pending
 from gateway.sync.pacing import TokenBucket
 from gateway.sync.reconnect import Redial
-from gateway.sync.sender import Sender
+from gateway.sync.sender import NO_SUBSCRIBERS, Sender
 from gateway.sync.tls import tls_context
 
 log = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ class Uplink:
             "connects": self.connects, "attempts": self.attempts + self.redial.probes, "probes": self.redial.probes,
             "inflight": len(self.sender.inflight),
             **{k: counts[k] for k in ("published", "messages", "delivered", "resent", "replayed", "poison",
-                                      "refused")},
+                                      "refused", "no_subscriber")},
             "thread_alive": self._thread is not None and self._thread.is_alive(),
             "outbox": snapshot,
         }
@@ -427,7 +427,9 @@ class Uplink:
         if mid == self._offline_mid:
             self._offline_acked = True
             return
-        failure = reason_code.value if reason_code is not None and reason_code.is_failure else None
+        code = reason_code.value if reason_code is not None else 0
+        # 0x10 "no matching subscribers" is a success code that delivered nothing: the Sender holds it
+        failure = code if reason_code is not None and (reason_code.is_failure or code == NO_SUBSCRIBERS) else None
         for row, reason in self.sender.puback(mid, failure):
             self._poison(row, reason)
 

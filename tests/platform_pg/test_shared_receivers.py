@@ -221,9 +221,8 @@ def test_three_receivers_one_killed_with_9_and_restarted_store_every_event_once(
     _three_receivers(broker, pg_url, pg, tmp_path, restart_broker=False)
 
 
-@pytest.mark.xfail(reason="mosquitto 2.0.11 drops shared subscriptions across its restart and answers the "
-                          "events published before the receivers re-subscribe with PUBACK 0x10, which the "
-                          "gateway's Sender counts as delivered (gateway/sync/sender.py): those are lost. "
-                          "Needs the uplink to keep 0x10 events pending and resend them", strict=False)
+# mosquitto 2.0.11 drops shared subscriptions across its restart and answers what the gateway publishes
+# before the receivers re-subscribe with PUBACK 0x10 (no matching subscribers): the Sender holds and
+# resends those (tests/test_uplink_no_subscriber.py); before that they were counted delivered and lost
 def test_three_receivers_one_killed_and_the_broker_restarted_store_every_event_once(broker, pg_url, pg, tmp_path):
     _three_receivers(broker, pg_url, pg, tmp_path, restart_broker=True)
