@@ -44,9 +44,13 @@ def run_update(cfg, path: str, wait: bool = True) -> int:
         raise UpdateError("no_updates", f"{cfg.path} has no [updates] table: this gateway accepts no update "
                                         "(add release_keys, docs/updates.md)")
     by = f"cli:{_user()}[{os.getpid()}]"
-    r = apply_bundle(path, data_dir=cfg.gateway.data_dir, install_root=up.install_root,
-                     release_keys=list(up.release_keys), by=by, on_step=_say, health_s=up.health_s,
-                     keep=up.keep, wait=wait)
+    try:
+        r = apply_bundle(path, data_dir=cfg.gateway.data_dir, install_root=up.install_root,
+                         release_keys=list(up.release_keys), by=by, on_step=_say, health_s=up.health_s,
+                         keep=up.keep, wait=wait)
+    except PermissionError as e:
+        raise UpdateError("permission", f"{e.filename or 'the daemon'}: permission denied: run it as root "
+                                        f"(sudo gateway update {path}) or as the service's user") from None
     if r.get("reason") == "not_running":
         print(f"switched to {r['version']}; the daemon is not running: the release is tried (and its health "
               f"gate run) at the next start of the service: sudo systemctl start community-gateway")

@@ -109,14 +109,22 @@ def apply_bundle(bundle_path: str, *, data_dir: str, install_root: str, release_
         step("installing", version=version)
         install_release(layout, version, os.path.join(staging, "wheels"), manifest)
         step("installed", version=version)
-    except UpdateError as e:
+    except Exception as e:  # an unforeseen OSError too: undone and said, never half-installed
+        err = e if isinstance(e, UpdateError) else UpdateError("install", f"installing {version}: {e}")
         shutil.rmtree(layout.release_dir(version), ignore_errors=True)
-        step("failed", version=version, reason=e.reason, message=e.message)
-        raise
+        step("failed", version=version, reason=err.reason, message=err.message)
+        raise err from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     step("switching", version=version, previous=running, health_s=float(health_s), keep=int(keep))
-    R.switch(layout, version)
+    try:
+        R.switch(layout, version)
+    except OSError as e:
+        if R.current_version(layout) != version:
+            R.remove_release(layout, version)
+        step("failed", version=version, reason="switch", message=f"cannot switch {layout.current}: {e.strerror}")
+        raise UpdateError("switch", f"cannot switch {layout.current}: {e.strerror}; the running release "
+                                    "is untouched") from None
     step("switched", version=version, previous=running)
     step("restarting", version=version)
     pid = (restart or (lambda: R.restart_daemon(layout)))()

@@ -58,3 +58,32 @@ def test_gateway_update_without_the_table_is_refused_in_a_sentence(tmp_path):
     assert r.returncode == 1
     assert "has no [updates] table: this gateway accepts no update" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_gateway_update_without_permission_is_a_sentence(release_key):
+    """A technician without sudo: the data directory is not theirs; one sentence, no traceback."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv to run the CLI as another user")
+    d = Path(tempfile.mkdtemp(prefix="upd-perm-", dir="/tmp"))  # pytest's tmp_path is root-only (0700)
+    try:
+        os.chmod(d, 0o755)
+        shutil.copy2(release_key[1], d / "release.pub")
+        p = d / "gateway.toml"
+        p.write_text(BASE + '[updates]\nrelease_keys = ["./release.pub"]\n')
+        (d / "var").mkdir(mode=0o700)
+        (d / "b.tar").write_bytes(b"whatever")
+        for f in ("release.pub", "gateway.toml", "b.tar"):
+            os.chmod(d / f, 0o644)
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
+                            "gateway.cli", "update", str(d / "b.tar"), "-c", str(p)],
+                           capture_output=True, text=True, timeout=60, cwd="/")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "permission denied: run it as root" in r.stderr and "Traceback" not in r.stderr
