@@ -52,33 +52,13 @@ class FleetUplink(Uplink):
 
     def _on_publish(self, client, userdata, mid, reason_code, properties):
         if self._awaiting:
-            row = self.sender.inflight.get(mid)
+            held = self.sender.inflight.get(mid)
+            # one row per message, or the rows of a telemetry batch (main since the compact merge)
+            row = held if held is None or hasattr(held, "seq") else (held[0] if held else None)
             if row is not None and row.seq < self.sender.live_from:
                 self._awaiting = False
                 self.first_replay_ack.append(time.time())
         super()._on_publish(client, userdata, mid, reason_code, properties)
-
-
-def _receiver_class():
-    from gateway.platform.receiver import Receiver
-
-    class FleetReceiver(Receiver):
-        """The reference receiver, noting when each gateway's replayed events arrive."""
-
-        def __init__(self, *a, **kw):
-            super().__init__(*a, **kw)
-            self.replay_arrivals: dict[str, list[float]] = {}
-
-        def _on_event(self, msg, gw, type_, event):
-            if isinstance(event, dict) and event.get("replay"):
-                self.replay_arrivals.setdefault(gw, []).append(time.time())
-            super()._on_event(msg, gw, type_, event)
-
-    return FleetReceiver
-
-
-def FleetReceiver(*a, **kw):  # noqa: N802 - a class made on first use (paho is imported lazily there)
-    return _receiver_class()(*a, **kw)
 
 
 class SimGateway:

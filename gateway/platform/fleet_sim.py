@@ -121,10 +121,21 @@ def _receiver_class():
             super().__init__(*a, **kw)
             self.replay_arrivals: dict[str, list[float]] = {}
 
+        def _note(self, gw: str) -> None:
+            self.replay_arrivals.setdefault(gw, []).append(time.time())
+
+        # the receiver before main's store rework calls _on_event per event; after it, decode() per message
         def _on_event(self, msg, gw, type_, event):
             if isinstance(event, dict) and event.get("replay"):
-                self.replay_arrivals.setdefault(gw, []).append(time.time())
+                self._note(gw)
             super()._on_event(msg, gw, type_, event)
+
+        def decode(self, topic, payload):
+            batch = super().decode(topic, payload)
+            for event in getattr(batch, "events", ()):
+                if isinstance(event, dict) and event.get("replay"):
+                    self._note(event["id"].rpartition("/")[0])
+            return batch
 
     return FleetReceiver
 
