@@ -184,6 +184,9 @@ class Fleet:
         self.rss_peak = max(self.rss_peak, _rss_mb())
         return {"ok": True}
 
+    def made(self) -> dict:
+        return {g.id: g.outbox.next_seq - 1 for g in self.gateways}
+
     def probes(self) -> int:
         return sum(g.uplink.redial.probes for g in self.gateways)
 
@@ -250,7 +253,7 @@ def _worker(argv: list[str]) -> None:
             continue
         if cmd[0] == "finish":
             answer = fleet.finish(float(cmd[1]))
-        elif cmd[0] in ("start", "go", "down", "up", "sample", "stop"):
+        elif cmd[0] in ("start", "go", "down", "up", "sample", "stop", "made"):
             answer = getattr(fleet, cmd[0])()
         else:
             answer = {"error": f"unknown command {cmd[0]!r}"}
