@@ -59,31 +59,6 @@ class FleetUplink(Uplink):
         super()._on_publish(client, userdata, mid, reason_code, properties)
 
 
-def _receiver_class():
-    from gateway.platform.receiver import Receiver
-
-    class FleetReceiver(Receiver):
-        """The reference receiver, noting when each gateway's replayed events arrive."""
-
-        def __init__(self, *a, **kw):
-            super().__init__(*a, **kw)
-            self.replay_arrivals: dict[str, list[float]] = {}
-
-        def decode(self, topic, payload):
-            out = super().decode(topic, payload)  # on paho's thread, as the message arrives
-            now = time.time()
-            for event in out.events:
-                if event.get("replay"):
-                    self.replay_arrivals.setdefault(event["id"].rpartition("/")[0], []).append(now)
-            return out
-
-    return FleetReceiver
-
-
-def FleetReceiver(*a, **kw):  # noqa: N802 - a class made on first use (paho is imported lazily there)
-    return _receiver_class()(*a, **kw)
-
-
 class SimGateway:
     """One simulated gateway: outbox file, recorder thread, uplink thread, `sensors` water levels."""
 
@@ -207,6 +182,9 @@ class Fleet:
         self.rss_peak = max(self.rss_peak, _rss_mb())
         return {"ok": True}
 
+    def made(self) -> dict:
+        return {g.id: g.outbox.next_seq - 1 for g in self.gateways}
+
     def probes(self) -> int:
         return sum(g.uplink.redial.probes for g in self.gateways)
 
@@ -273,7 +251,7 @@ def _worker(argv: list[str]) -> None:
             continue
         if cmd[0] == "finish":
             answer = fleet.finish(float(cmd[1]))
-        elif cmd[0] in ("start", "go", "down", "up", "sample", "stop"):
+        elif cmd[0] in ("start", "go", "down", "up", "sample", "stop", "made"):
             answer = getattr(fleet, cmd[0])()
         else:
             answer = {"error": f"unknown command {cmd[0]!r}"}

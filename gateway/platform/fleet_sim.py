@@ -121,10 +121,13 @@ def _receiver_class():
             super().__init__(*a, **kw)
             self.replay_arrivals: dict[str, list[float]] = {}
 
-        def _on_event(self, msg, gw, type_, event):
-            if isinstance(event, dict) and event.get("replay"):
-                self.replay_arrivals.setdefault(gw, []).append(time.time())
-            super()._on_event(msg, gw, type_, event)
+        def decode(self, topic, payload):
+            out = super().decode(topic, payload)  # on paho's thread, as the message arrives
+            now = time.time()
+            for event in out.events:
+                if event.get("replay"):
+                    self.replay_arrivals.setdefault(event["id"].rpartition("/")[0], []).append(now)
+            return out
 
     return FleetReceiver
 
@@ -261,6 +264,14 @@ def run(a) -> dict:
         outage = None
         while time.monotonic() - began < a.duration:
             if outage is None and a.outage_at is not None and time.monotonic() - began >= a.outage_at:
+                if receiver is not None:
+                    # the outage starts from a steady state: a receiver still working off the start's
+                    # burst (every sensor's first reading at once) would keep the broker busy with its
+                    # session's queue while the fleet comes back, and measure that instead
+                    caught_up = _wait(lambda: _missing(receiver, {k: v for r in _all(parts, "made")
+                                                                  for k, v in r.items()}) == 0, a.drain_s, 1.0)
+                    report["receiver_caught_up_before_outage_s"] = (round(time.monotonic() - began - a.outage_at, 1)
+                                                                   if caught_up else None)
                 _say("broker stopped")
                 outage = _outage(a, broker, proxy, parts)
                 _say("broker back")
@@ -334,20 +345,23 @@ def _outage(a, broker, proxy, parts) -> dict:
     return {"outage_s": round(back_at - down_at, 2), "down_at": down_at, "back_at": back_at}
 
 
+def _missing(receiver, made: dict) -> int:
+    """(gateway, seq) pairs made and neither received nor declared gone."""
+    got: dict[str, set] = {}
+    with receiver._lock:
+        for e in receiver.events:
+            got.setdefault(e["id"].rpartition("/")[0], set()).add(e["seq"])
+    n = 0
+    for gw, top in made.items():
+        declared = {s for lo, hi in receiver.declared_gaps(gw) for s in range(lo, hi + 1)}
+        n += len(set(range(1, top + 1)) - got.get(gw, set()) - declared)
+    return n
+
+
 def _platform(receiver, made: dict, outage, drain_s: float) -> dict:
     """Whether every (gateway, seq) reached the receiver, and when each gateway's first replay did."""
-    def missing() -> int:
-        got: dict[str, set] = {}
-        with receiver._lock:
-            for e in receiver.events:
-                got.setdefault(e["id"].rpartition("/")[0], set()).add(e["seq"])
-        n = 0
-        for gw, top in made.items():
-            declared = {s for lo, hi in receiver.declared_gaps(gw) for s in range(lo, hi + 1)}
-            n += len(set(range(1, top + 1)) - got.get(gw, set()) - declared)
-        return n
-    _wait(lambda: missing() == 0, drain_s, 0.5)
-    out = {"received": len(receiver.events), "missing": missing(), "duplicates": receiver.duplicates,
+    _wait(lambda: _missing(receiver, made) == 0, drain_s, 0.5)
+    out = {"received": len(receiver.events), "missing": _missing(receiver, made), "duplicates": receiver.duplicates,
            "invalid": len(receiver.invalid), "undeclared_gaps": len(receiver.undeclared_gaps())}
     if outage is not None:
         back = outage["back_at"]

@@ -73,6 +73,7 @@ class CentreLink(abc.ABC):
         self._lock = threading.Lock()
         self.state = "stopped"
         self.last_error: str | None = None
+        self._logged_error: str | None = None
         self.connected_at: float | None = None
         self.heartbeat = time.monotonic()
         self.counts: dict[str, int] = {}
@@ -197,8 +198,11 @@ class CentreLink(abc.ABC):
 
     def _failed(self, kind: str, message: str) -> None:
         self.state = kind
+        # retried every ~1 s while the centre is away: the same error is logged once per outage
+        level = logging.DEBUG if message == self._logged_error else logging.ERROR
+        self._logged_error = message
         self.last_error = message
-        log.error("%s uplink %s: %s (events stay in the outbox; retrying)", self.name, self.address, message)
+        log.log(level, "%s uplink %s: %s (events stay in the outbox; retrying)", self.name, self.address, message)
 
     def _close(self) -> None:
         self.connected_at = None
@@ -217,6 +221,7 @@ class CentreLink(abc.ABC):
         self.sock.settimeout(_SLICE_S)
         self.connected_at = time.time()
         self.redial.online()
+        self._logged_error = None
         self.count("connects")
         self.state = "online"
         log.info("%s uplink connected to %s", self.name, self.address)

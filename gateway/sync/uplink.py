@@ -193,9 +193,11 @@ class Uplink:
 
     def _failed(self, kind: str, message: str) -> None:
         self._state = kind
+        # loud: a refused certificate or password needs a technician, not a silent retry loop; but a
+        # failure repeated at every try of one outage (a balancer that accepts and closes) once
+        level = logging.DEBUG if message == self._last_error else logging.ERROR
         self._last_error = message
-        # loud: a refused certificate or password needs a technician, not a silent retry loop
-        log.error("uplink %s: %s (events stay in the outbox; retrying)", self.address, message)
+        log.log(level, "uplink %s: %s (events stay in the outbox; retrying)", self.address, message)
 
     def _tick(self) -> None:
         self._heartbeat = time.monotonic()
