@@ -228,6 +228,8 @@ def run(a) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     procs = max(1, min(a.procs or max(1, -(-a.gateways // 200)), a.gateways))
     broker = proxy = receiver = None
+    group: list = []
+    killed = None  # (receiver, when) while one of the group is down
     parts: list = []
     report: dict = {"gateways": a.gateways, "procs": procs, "sensors_per_gateway": a.sensors, "rate_hz": a.rate,
                     "period_s": a.period, "duration_s": a.duration, "fd_limit": fd_limit}
@@ -244,6 +246,12 @@ def run(a) -> dict:
         if a.receiver:
             receiver = FleetReceiver(host, rx_port, db=str(work / "platform.sqlite"),
                                      session=f"fleet-sim-{os.getpid()}").start(timeout=30)
+        if a.receivers:
+            if not a.store:
+                raise SystemExit("fleet-sim: --receivers needs --store")
+            from gateway.platform.spawn import start_receivers
+
+            group = start_receivers(a.receivers, host, rx_port, a.store, group="fleet", log_dir=work)
         t0 = time.monotonic()
         cpu0 = _cpu_s()
         share = [a.gateways // procs + (1 if i < a.gateways % procs else 0) for i in range(procs)]
@@ -275,6 +283,17 @@ def run(a) -> dict:
                 _say("broker stopped")
                 outage = _outage(a, broker, proxy, parts)
                 _say("broker back")
+            elapsed = time.monotonic() - began
+            if group and a.kill_receiver_at is not None and killed is None and elapsed >= a.kill_receiver_at:
+                victim = group[min(1, len(group) - 1)]
+                victim.kill9()
+                killed = (victim, time.monotonic())
+                report["receiver_killed_at_s"] = round(elapsed, 1)
+                _say(f"receiver {victim.instance} killed (-9)")
+            if killed and killed[0] is not None and time.monotonic() - killed[1] >= 5.0:
+                killed[0].start()
+                killed = (None, killed[1])
+                _say("receiver restarted")
             _all(parts, "sample")
             time.sleep(0.5)
         if a.outage_at is not None and outage is None:
@@ -307,6 +326,10 @@ def run(a) -> dict:
             report["outage"] = outage
         if receiver is not None:
             report["platform"] = _platform(receiver, made, outage, a.drain_s)
+        if group:
+            if killed and killed[0] is not None:
+                killed[0].start()
+            report["store"] = _stored(a.store, made, a.drain_s, group)
         _say("stopping the gateways")
         _all(parts, "stop")
     finally:
@@ -314,6 +337,10 @@ def run(a) -> dict:
             p.close()
         if receiver is not None:
             receiver.close()
+        if group:
+            from gateway.platform.spawn import stop_receivers
+
+            stop_receivers(group)
         if proxy is not None:
             proxy.close()
         if broker is not None:
@@ -321,6 +348,41 @@ def run(a) -> dict:
         if not a.keep and not a.data_dir:
             shutil.rmtree(work, ignore_errors=True)
     return report
+
+
+def _stored(url: str, made: dict, drain_s: float, group) -> dict:
+    """Whether every (gateway, seq) the fleet made is in the group's store (the key (gateway, seq)
+    makes each one there at most once), and the end-to-end latency (event ts -> row stored)."""
+    from gateway.platform.stores import open_store
+
+    store = open_store(url)
+    try:
+        mark = "%s" if url.startswith("postgres") else "?"
+
+        def missing() -> int:
+            n = 0
+            for gw, top in made.items():
+                stored = store._rows(f"SELECT count(*) FROM events WHERE gateway = {mark} AND seq <= {mark}",
+                                     (gw, top))[0][0]
+                declared = sum(min(b, top) - a + 1 for a, b in store.declared(gw) if a <= top)
+                n += max(0, top - declared - stored)
+            return n
+        t0 = time.monotonic()
+        _wait(lambda: missing() == 0, drain_s, 1.0)
+        out = {"missing": missing(), "drain_s": round(time.monotonic() - t0, 1), "duplicates": store.duplicates(),
+               "undeclared_gaps": sum(len(store.undeclared(gw)) for gw in made), "invalid": store.invalid_count(),
+               "receiver_cpu_s": [round(rx.cpu_s(), 1) for rx in group]}
+        if url.startswith("postgres"):  # latency and rate in SQL
+            row = store._rows(
+                "SELECT count(*), percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP "
+                "(ORDER BY extract(epoch FROM stored - ts)), extract(epoch FROM max(stored) - min(stored)) "
+                "FROM events WHERE stored IS NOT NULL AND ts IS NOT NULL")[0]
+            out.update({"rows": row[0], "e2e_p50_s": round(row[1][0], 3) if row[1] else None,
+                        "e2e_p99_s": round(row[1][1], 3) if row[1] else None,
+                        "stored_per_s": round(row[0] / float(row[2]), 1) if row[2] else None})
+        return out
+    finally:
+        store.close()
 
 
 def _child_args(a, n: int, first: int, broker: str, work: Path) -> list[str]:
@@ -386,6 +448,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--outage-at", type=float, metavar="S", help="restart the own broker S s into the run")
     p.add_argument("--outage-s", type=float, default=30.0, help="how long the broker stays down (default 30)")
     p.add_argument("--receiver", action="store_true", help="run the reference receiver and check every (gateway, seq)")
+    p.add_argument("--store", metavar="URL", help="with --receivers: where the receivers store (postgresql://... or a "
+                                                 "SQLite path); every (gateway, seq) is checked there")
+    p.add_argument("--receivers", type=int, default=0, metavar="N",
+                   help="N `gateway-platform receive` processes of one shared-subscription group on --store")
+    p.add_argument("--kill-receiver-at", type=float, metavar="S",
+                   help="kill -9 one of the --receivers S s into the run and start it again 5 s later")
     p.add_argument("--drain-s", type=float, default=60.0, help="at most this long to drain at the end (default 60)")
     p.add_argument("--procs", type=int, default=0, help="processes to spread the gateways over (default: one "
                                                          "per 200 gateways; each has its own GIL)")

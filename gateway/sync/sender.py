@@ -51,7 +51,8 @@ class Sender:
     def __init__(self, outbox: Outbox, window: int, bucket: TokenBucket, max_bytes: int, clock=time.monotonic):
         self.outbox = outbox
         self._clock = clock
-        self._nosub_delay = NOSUB_FIRST_S
+        self._nosub_delay = self._nosub_hold = NOSUB_FIRST_S  # the next hold period's length; this one's
+        self._nosub_grow_at = 0.0  # when the current hold period ends
         self.window = max(1, window)
         self.bucket = bucket
         self.max_bytes = max_bytes
@@ -244,13 +245,17 @@ class Sender:
             return []
         if failure_code == NO_SUBSCRIBERS:
             self.counts["no_subscriber"] += len(rows)
-            self._held.append((self._clock() + self._nosub_delay, rows, True))
-            self._held_rows += len(rows)
-            if self._nosub_delay < NOSUB_MAX_S:
+            now = self._clock()
+            if now >= self._nosub_grow_at:
+                # a new hold period: the messages refused within it are one refusal (a burst), held alike
+                self._nosub_hold = self._nosub_delay
+                self._nosub_grow_at = now + self._nosub_hold
+                self._nosub_delay = min(NOSUB_MAX_S, self._nosub_delay * 2)
                 log.warning("broker had no subscriber for event seq %d%s (%s): held, sent again in %.0f s",
                             rows[0].seq, f"..{rows[-1].seq}" if len(rows) > 1 else "", rows[0].type,
-                            self._nosub_delay)
-            self._nosub_delay = min(NOSUB_MAX_S, self._nosub_delay * 2)
+                            self._nosub_hold)
+            self._held.append((now + self._nosub_hold, rows, True))
+            self._held_rows += len(rows)
             return []
         if failure_code in POISON_REASONS:
             if len(rows) > 1:
