@@ -49,6 +49,9 @@ def steps(quick: bool) -> list[tuple[str, str, dict]]:
           ("wire_bytes", "wire_bytes", {"speed": 10.0 if q else 1.0, "warmup_s": 8.0 if q else 65.0,
                                         "window_s": 20.0 if q else 180.0}),
           ("update", "update", {"rounds": 1 if q else 3}),
+          # issue 14's platform figure: ~8 min (500 gateways, 5 min, 3 receivers on PostgreSQL)
+          ("fleet_pg", "fleet_pg", {"gateways": 50, "duration": 60.0, "kill_at": 20.0, "outage_at": 35.0,
+                                    "outage_s": 10.0} if q else {}),
           ("platform_store", "platform_store", {"seconds": 10.0 if q else 30.0, "burst": 5_000 if q else 20_000})]
     return s
 

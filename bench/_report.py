@@ -138,6 +138,10 @@ def figures(r: dict) -> list[dict]:
         from bench import fleet
         for figure, measured, target, met in fleet.rows(r["fleet"]):
             row(figure, measured, target, met)
+    if "fleet_pg" in r and not missing("fleet_pg", "fleet into PostgreSQL receivers (bench/fleet_pg.py)"):
+        from bench import fleet_pg
+        for figure, measured, target, met in fleet_pg.rows(r["fleet_pg"]):
+            row(figure, measured, target, met)
     if "update" in r and not missing("update", "signed update to a new release"):  # issue 14 (bench/update.py)
         u = r["update"]
         row(f"`gateway update` -> new release healthy (median of {u['rounds']}; install {u['install_s_median']:.0f} s, "
