@@ -96,8 +96,9 @@ def figures(r: dict) -> list[dict]:
             row(f"telemetry on the wire, {x['sensors']} sensors, {x['moving']} moving ({x['readings_per_message']:.0f} "
                 f"readings/message; one reading alone: {w['single_bytes_per_reading']:.0f} B)",
                 f"{x['bytes_per_reading']:.1f} B/reading", f"<= {w['target_bytes']:g} B", x["bytes_per_reading"] <= w["target_bytes"])
-            row(f"  MQTT both ways per month, {x['sensors']} sensors, {x['moving']} moving (telemetry "
-                f"{x['telemetry_mb_month']:.0f} MB)", f"{x['total_mb_month']:.0f} MB/month")
+            row(f"  telemetry per month at the site's rate, {x['sensors']} sensors, {x['moving']} moving "
+                f"(all MQTT both ways, scaled from the window: {x['total_mb_month']:.0f} MB)",
+                f"{x.get('telemetry_mb_month_expected', x['telemetry_mb_month']):.0f} MB/month")
     if not missing("load", "gateway run CPU / RSS"):
         ld = r["load"]
         for x in ld["rows"]:
@@ -590,7 +591,8 @@ def write(run: dict, rows: list[dict], md_path: Path, png_dir: Path) -> Path:
         for x in wb["rows"]:
             add(f"- {x['sensors']} sensors, {x['moving']} moving: {x['bytes_per_reading']:.1f} bytes/reading "
                 f"({x['readings_per_message']:.1f} readings/message, {x['readings_per_day']:,.0f} readings/day); "
-                f"{x['total_mb_month']:.1f} MB/month of MQTT both ways (telemetry {x['telemetry_mb_month']:.1f}); "
+                f"{x['total_mb_month']:.1f} MB/month of MQTT both ways scaled from the window (telemetry "
+                f"{x['telemetry_mb_month']:.1f}; at the site's rate {x.get('telemetry_mb_month_expected', 0):.1f}); "
                 f"packet bytes up {x['up']}, down {x['down']}")
         add(f"- one reading as its own message (contract 1): {wb['single_bytes_per_reading']:.0f} bytes; the "
             f"ThingsBoard gateway, side by side: {wb['thingsboard_bytes_per_reading']}")

@@ -10,7 +10,8 @@ Real time by default (`--speed 1`): the lengths on the wire depend on the period
 `period_s` of 10.002 is a byte longer than 1.001, a 30 s ms offset than a 3 s one), so compressing time
 would flatter the figure; `--speed N` divides telemetry, status and commit periods by N for a quick
 look. MB/month = bytes in the window x 30 x 86400 / (window x speed), PINGREQ/PINGRESP counted apart at
-their real rate (keepalive 30 s). The warm-up (> one report period) leaves out each point's first report. Two cases: every value still, and 10 of 50 sensors moving every 10 s.
+their real rate (keepalive 30 s). The warm-up (> one report period) leaves out each point's first
+report. Two cases: every value still, and 10 of 50 sensors moving every 10 s.
 `single_bytes_per_reading` is what one reading cost as its own message (contract 1), for comparison.
 Target: <= 60 bytes per reading (the ThingsBoard gateway's 59.6 side by side).
 
@@ -178,7 +179,8 @@ def one(n: int, moving: int, speed: float, warmup_s: float, window_s: float, bro
         stop = threading.Event()
         try:
             cfg = D.write_config(td, buses, n, poll_s=DEFAULTS["poll_s"] / speed, broker=("127.0.0.1", proxy.port))
-            cfg.write_text(cfg.read_text() + f"\n[outbox]\ntelemetry_period_s = {DEFAULTS['telemetry_period_s'] / speed}\n"
+            cfg.write_text(cfg.read_text() + "\n[outbox]\n"
+                           f"telemetry_period_s = {DEFAULTS['telemetry_period_s'] / speed}\n"
                            f"status_period_s = {DEFAULTS['status_period_s'] / speed}\n"
                            f"commit_s = {DEFAULTS['commit_s'] / speed}\n")
             log = td / "daemon.log"
@@ -218,6 +220,11 @@ def one(n: int, moving: int, speed: float, warmup_s: float, window_s: float, bro
             "readings_per_message": snap["readings"] / max(1, snap["telemetry_messages"]),
             "readings_per_day": snap["readings"] * 86400 / site_s,
             "telemetry_mb_month": snap["telemetry_bytes"] * per_month / 1e6,
+            # a window of a few minutes holds 2 or 3 report periods by its phase: the month's telemetry at
+            # the site's own rate (a report per sensor a minute, one per moving sensor every 10 s)
+            "readings_per_day_expected": n * 1440 + moving * 8640,
+            "telemetry_mb_month_expected": snap["telemetry_bytes"] / max(1, snap["readings"])
+            * (n * 1440 + moving * 8640) * 30 / 1e6,
             "total_mb_month": (scaled * per_month + pings) / 1e6,
             "up_mb_month": (sum(v for k, v in snap["up"].items() if k != "pingreq") * per_month + pings / 2) / 1e6}
 
@@ -259,7 +266,9 @@ def main() -> int:
         ok = "met" if x["bytes_per_reading"] <= TARGET_BYTES else "NOT met"
         print(f"{x['sensors']} sensors, {x['moving']} moving: {x['bytes_per_reading']:.1f} bytes/reading on the socket "
               f"(target <= {TARGET_BYTES:g}: {ok}), {x['readings_per_message']:.1f} readings/message, "
-              f"{x['readings_per_day']:,.0f} readings/day; MB/month: telemetry {x['telemetry_mb_month']:.1f}, "
+              f"{x['readings_per_day']:,.0f} readings/day in the window ({x['readings_per_day_expected']:,} at the "
+              f"site's rate); MB/month: telemetry {x['telemetry_mb_month_expected']:.1f} at the site's rate "
+              f"({x['telemetry_mb_month']:.1f} scaled from the window), "
               f"all MQTT both ways {x['total_mb_month']:.1f} (up {x['up_mb_month']:.1f}); "
               f"packets up {x['up']}, down {x['down']}, other events {x['other_events']}")
     return 0

@@ -177,9 +177,9 @@ def one(n: int, moving: int, speed: float, warmup_s: float, window_s: float, bro
                                        "pwritev,pwritev2", "-e", "signal=none", "-o", str(trace), "-p", str(proc.pid)],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)  # strace attaches to every thread
-            wb0, t0 = write_bytes(proc.pid), time.monotonic()
+            wb0, t0, wall0 = write_bytes(proc.pid), time.monotonic(), time.time()
             time.sleep(window_s)
-            wb1, t1 = write_bytes(proc.pid), time.monotonic()
+            wb1, t1, wall1 = write_bytes(proc.pid), time.monotonic(), time.time()
             strace.terminate()
             strace.wait(10)
             split: dict[str, int] = {}
@@ -196,10 +196,26 @@ def one(n: int, moving: int, speed: float, warmup_s: float, window_s: float, bro
                 D.stop_daemon(proc)
             for b in buses:
                 b.stop()
+        recorded = _recorded(td / "var" / "outbox.sqlite", wall0, wall1)
     per_day = 86400.0 / ((t1 - t0) * speed)
     return {"sensors": n, "moving": moving, "speed": speed, "window_s": t1 - t0, "prefill_rows": prefill_rows,
             "mb_per_day": (wb1 - wb0) * per_day / 1e6,
-            "split_mb_per_day": {k: v * per_day / 1e6 for k, v in sorted(split.items())}}
+            "split_mb_per_day": {k: v * per_day / 1e6 for k, v in sorted(split.items())},
+            "recorded_per_day": {k: round(v * per_day) for k, v in recorded.items()}}
+
+
+def _recorded(path: Path, t0: float, t1: float) -> dict:
+    """Events the daemon recorded in the window, by type (a fault or alarm is a commit of its own)."""
+    import sqlite3
+
+    con = sqlite3.connect(str(path))
+    try:
+        return dict(con.execute("SELECT type, count(*) FROM events WHERE ts >= ? AND ts < ? GROUP BY type",
+                                (t0, t1)).fetchall())
+    except sqlite3.Error:
+        return {}
+    finally:
+        con.close()
 
 
 def measure(sensors: int = 50, speed: float = 10.0, warmup_s: float = 15.0, window_s: float = 180.0,
@@ -323,7 +339,8 @@ def main() -> int:
         split = ", ".join(f"{k} {v:.1f}" for k, v in row["split_mb_per_day"].items())
         ok = "met" if row["mb_per_day"] < TARGET_MB_DAY else "NOT met"
         print(f"{row['sensors']} sensors, {row['moving']} moving: {row['mb_per_day']:.1f} MB/day written "
-              f"(target < {TARGET_MB_DAY:g}: {ok}); write syscalls by file, MB/day: {split}")
+              f"(target < {TARGET_MB_DAY:g}: {ok}); write syscalls by file, MB/day: {split}; "
+              f"events recorded per day: {row['recorded_per_day']}")
     return 0
 
 

@@ -8,15 +8,17 @@ envelope once and each reading as the short array the outbox stores (gateway/rec
      "clock_synced":true,"boot":"6f1c...","type":"telemetry","replay":false,
      "readings":[[0,0,"water-1","level","cm",0,0,60.001,60,0,21.4], [1,3,"water-2",...], ...]}
 
-    reading = [dseq, dts_ms, sensor, point, unit, quality, reason, period_s, count, bad, last(, min, max, mean(, fault))]
+    reading = [dseq, dts_ms, sensor, point, unit, quality, reason, period_s, count, bad,
+               last(, min, max, mean(, fault))]
 
 Each reading keeps its own seq and id (`<gw>/<seq>`), so the platform de-duplicates and detects gaps
 per reading as before. `dseq` and `dts_ms` step from the reading before (the first from the batch's
 `seq` and `ts`, so it has 0, 0): the seqs of one batch are nearly consecutive and its readings close in
 time, so the steps are a digit or two where offsets from the start would be five. Quality and reason
 are codes (compact.QUALITIES, compact.REASONS); min, max and mean are left out when they equal `last`;
-a whole number is written without its `.0` (the same JSON number). Alarms, faults, audit, status and gap events are never batched (gateway/contract/
-telemetry-batch.json; docs/asyncapi.yaml). `expand` turns a batch back into the single events.
+a whole number is written without its `.0` (the same JSON number). Alarms, faults, audit, status
+and gap events are never batched (gateway/contract/telemetry-batch.json; docs/asyncapi.yaml).
+`expand` turns a batch back into the single events.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ Seq never goes back: with a SeqMark (gateway/record/seqmark.py) a lost, truncate
 replaced file continues above the mark and its first event is a gap declaring what may be lost.
 With recover=True nothing about the file stops the daemon (outbox_file.py): corrupt files are moved
 aside, an unwritable one leaves the outbox `unavailable` until reopen() succeeds.
+
+Telemetry is stored packed (compact.py), not as its envelope: the SD card's bytes follow the rows.
+Here: opening and writing; reading and the figures in outbox_reads.py, the bounds in bounds.py.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from gateway.record import compact, envelope
 from gateway.record import outbox_file as files
 from gateway.record.bounds import GAP_PRIORITY, TELEMETRY_PRIORITY, Bounds
 from gateway.record.clock import SyncState, boot_id
+from gateway.record.outbox_reads import Pending, Reads
 
 log = logging.getLogger(__name__)
 
@@ -60,16 +64,7 @@ class Event(NamedTuple):
     ts: float | None = None
 
 
-class Pending(NamedTuple):
-    """A row the uplink may publish."""
-    seq: int
-    priority: int
-    type: str
-    ts: float
-    body: str
-
-
-class Outbox(Bounds, files.FileLife):
+class Outbox(Reads, Bounds, files.FileLife):
     """The durable queue of events waiting for the platform (one SQLite file, one writer thread)."""
 
     def __init__(self, path: str | os.PathLike, gateway_id: str, limits: OutboxLimits | None = None, *,
@@ -288,42 +283,6 @@ class Outbox(Bounds, files.FileLife):
     def next_seq(self) -> int:
         return self._next_seq
 
-    def live(self, from_seq: int, limit: int) -> list[Pending]:
-        """Pending events with seq >= from_seq (recorded since the uplink connected), by priority."""
-        # NOT INDEXED: a rowid range scan of the few live rows beats walking the pending index
-        # past a long backlog.
-        return self._select("SELECT seq, priority, type, ts, body FROM events NOT INDEXED "
-                            f"WHERE seq >= ? AND {_PENDING} ORDER BY priority, seq LIMIT ?",
-                            (from_seq, limit))
-
-    def backlog(self, below_seq: int, after: tuple[int, int], limit: int) -> list[Pending]:
-        """Pending events with seq < below_seq in (priority, seq) order, strictly after `after`."""
-        return self._select("SELECT seq, priority, type, ts, body FROM events "
-                            f"WHERE {_PENDING} AND (priority, seq) > (?, ?) AND seq < ? "
-                            "ORDER BY priority, seq LIMIT ?", (*after, below_seq, limit))
-
-    def context(self, n: int) -> tuple[str, str, bool]:
-        """(gateway id, boot, clock_synced) of a packed row's ctx."""
-        return self._contexts[n]
-
-    def envelope_of(self, row: Pending) -> str:
-        """The row's single event envelope as JSON (`replay` false): a packed telemetry row is built
-        into one (as `gateway events` and the centres read it), any other row is stored as one."""
-        if not compact.is_packed(row.body):
-            return row.body
-        ctx, fields = compact.unpack(row.body)
-        gw, boot, synced = self._contexts[ctx]
-        return envelope.build(gw, row.seq, row.ts, synced, boot, row.type, fields)
-
-    def _select(self, sql: str, params: tuple) -> list[Pending]:
-        with self._lock:
-            if self.db is None:
-                return []  # nothing readable: the uplink runs on and finds rows once it reopens
-            try:
-                return [Pending(*r) for r in self.db.execute(sql, params)]
-            except sqlite3.Error as e:
-                raise self._error("read", e) from e
-
     def mark_delivered(self, seqs: Iterable[int]) -> int:
         """PUBACK received for these seqs. Returns how many were still pending."""
         self.commit(delivered=seqs)
@@ -394,58 +353,6 @@ class Outbox(Bounds, files.FileLife):
                     self.db.conn.executescript(script)
                 except sqlite3.Error as e:
                     raise self._error("update", e) from e
-
-    # -- reporting -----------------------------------------------------------------------------
-    def _refresh(self) -> None:
-        """Recompute what stats() shows; by the writer, after its writes (stats never touches the file)."""
-        try:
-            oldest, by_class = None, {}
-            for prio, name in envelope.PRIORITY_NAMES.items():
-                row = self.db.execute(f"SELECT ts FROM events WHERE {_PENDING} AND priority = ? "
-                                      "ORDER BY seq LIMIT 1", (prio,)).fetchone()
-                by_class[name] = row[0] if row else None
-                if row and (oldest is None or row[0] < oldest):
-                    oldest = row[0]
-            self._oldest, self._oldest_by_class, self._used = oldest, by_class, self.used_bytes()
-        except sqlite3.Error as e:
-            log.warning("outbox %s: reading its figures: %s", self.path, e)
-
-    def stats(self) -> dict:
-        """Depth per priority, age of the oldest pending event, counters. Never waits for the disk or
-        for a write in progress: figures as of the last write."""
-        oldest = self._oldest
-        return {
-            "state": self.state,
-            "depth": {envelope.PRIORITY_NAMES[p]: n for p, n in dict(self._depth).items()},
-            "pending": sum(self._depth.values()),
-            "rows": self._rows,
-            "mb": round(self._used / 1e6, 3),
-            "oldest_pending_age_s": None if oldest is None else round(max(0.0, time.time() - oldest), 3),
-            "oldest_pending_age_s_by_class": {n: None if t is None else round(max(0.0, time.time() - t), 1)
-                                              for n, t in dict(self._oldest_by_class).items()},
-            "last_delivered_ts": self.last_delivered_ts,
-            "next_seq": self._next_seq,
-            "evicted": self.evicted,
-            "gaps_merged": self.gaps_merged,
-            "failed": self.failed,
-            "write_errors": self.write_errors,
-            "last_error": self.last_error,
-            "lost": self.lost,
-            "moved_aside": list(self.moved_aside),
-            "seq_mark": self.mark.stats() if self.mark is not None else None,
-        }
-
-    def history(self, since: float | None = None, types: list[str] | None = None, n: int = 50) -> list[dict]:
-        """`gateway events`' history (gateway.record.history), through this connection."""
-        from gateway.record.history import select_history
-
-        with self._lock:
-            if self.db is None:
-                raise OutboxError(f"outbox {self.path} is {self.state}")
-            try:
-                return select_history(self.db.conn, since, types, n, self._contexts)
-            except sqlite3.Error as e:
-                raise self._error("history", e) from e
 
     def close(self) -> None:
         with self._lock:

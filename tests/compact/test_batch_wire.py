@@ -158,6 +158,7 @@ def test_the_receiver_decodes_batches_and_the_single_form(contract):
     with pytest.raises(ValueError, match="is not gateway"):
         decode_events(contract, "other-gw", "telemetry", b)
     with pytest.raises(ValueError):
+        # min without max and mean: not a reading
         decode_events(contract, GW, "telemetry", b | {"readings": [[0, 0, "w1", "level", "cm", 0, 0, 60.0, 60, 0, 1, 2]]})
 
 
