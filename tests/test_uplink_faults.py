@@ -163,6 +163,7 @@ def test_a_message_over_the_broker_limit_does_not_wedge_the_queue(tmp_path, prot
 
 def test_local_size_limit_marks_failed_without_sending(tmp_path):
     broker = Mosquitto(tmp_path / "broker").start()
+    rx = Receiver(broker.host, broker.port).start()  # someone to take the fault (no subscriber: PUBACK 0x10, held)
     ob = Outbox(tmp_path / "o.db", GW)
     big = ob.add("audit", {"action": "upload", "detail": "x" * 5000})
     up = Uplink(UplinkConfig(host=broker.host, port=broker.port), ob, GW, {}, max_message_bytes=2000).start()
@@ -170,6 +171,7 @@ def test_local_size_limit_marks_failed_without_sending(tmp_path):
         wait_for(lambda: ob.stats()["pending"] == 0, 10, what="the poison and its fault")
     finally:
         up.stop()
+        rx.close()
         broker.close()
     assert ob.db.execute("SELECT reason FROM events WHERE seq = ?", (big,)).fetchone()[0].endswith("-byte limit")
 
