@@ -79,3 +79,17 @@ HOSTILE = {
 def test_one_hostile_message_does_not_stop_the_receiver_for_other_gateways(broker, tmp_path, name):
     topic, payload = HOSTILE[name]
     _valid_alarm_after(broker, tmp_path, topic, payload)
+
+
+def test_a_batch_of_more_readings_than_a_gateway_ever_sends_is_refused():
+    """The schema has no maxItems on `readings` (telemetry-batch.json): a 20,000-reading batch (860 kB)
+    is accepted and costs ~5 s of jsonschema on paho's network thread (measured: 0.24 ms a reading);
+    ~200k readings outlast the 30 s keepalive, the broker drops the receiver, and a persistent
+    session gets the same message again: for ever. Senders never exceed batch.MAX_READINGS (100)."""
+    from gateway.record import batch as wire
+
+    rx = Receiver("127.0.0.1", 1, db=":memory:")
+    n = wire.MAX_READINGS * 10
+    payload = batch(seq=1, to_seq=n, readings=[[int(i > 0), 0, "s", "p", "cm", 0, 0, 60, 1, 0, 1] for i in range(n)])
+    got = rx.decode("city/v1/evil/event/telemetry", payload)
+    assert got.invalid and not got.events, f"{len(got.events)} readings accepted from one message"
