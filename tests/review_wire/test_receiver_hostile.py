@@ -93,3 +93,19 @@ def test_a_batch_of_more_readings_than_a_gateway_ever_sends_is_refused():
     payload = batch(seq=1, to_seq=n, readings=[[int(i > 0), 0, "s", "p", "cm", 0, 0, 60, 1, 0, 1] for i in range(n)])
     got = rx.decode("city/v1/evil/event/telemetry", payload)
     assert got.invalid and not got.events, f"{len(got.events)} readings accepted from one message"
+
+
+@pytest.mark.parametrize("kw", [
+    # two readings with the same seq and different values: the second is silently a "duplicate"
+    {"readings": [[0, 0, "s", "p", "cm", 0, 0, 60, 1, 0, 1], [0, 0, "s", "p", "cm", 0, 0, 60, 1, 0, 99]]},
+    # to_seq says 1, the readings run to 6
+    {"to_seq": 1, "readings": [[0, 0, "s", "p", "cm", 0, 0, 60, 1, 0, 1], [5, 0, "s", "p", "cm", 0, 0, 60, 1, 0, 2]]},
+    # the first reading's dseq is 7, not 0: its seq is 8, not the batch's seq 1
+    {"readings": [[7, 9, "s", "p", "cm", 0, 0, 60, 1, 0, 1]]},
+], ids=["dseq0_twice", "to_seq_mismatch", "first_dseq_not_0"])
+def test_a_batch_whose_seqs_contradict_its_envelope_is_refused(kw):
+    """telemetry-batch.json says dseq is 0 for the first reading and seqs step up to to_seq; the
+    schema only has `minimum: 0` and nothing checks to_seq (receiver.decode_events, batch.expand)."""
+    rx = Receiver("127.0.0.1", 1, db=":memory:")
+    got = rx.decode("city/v1/evil/event/telemetry", batch(**kw))
+    assert got.invalid, [(e["seq"], e["last"]) for e in got.events]
