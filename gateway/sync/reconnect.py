@@ -9,6 +9,9 @@ Two kinds of failure, two answers:
   of the other end's return. Only when a probe connects is the full session tried. After
   `slow_after_s` of one outage the interval becomes `slow_probe_s` (a metered 4G SIM pays for every
   probe: ~100 bytes each against a host that refuses, see docs/fleet.md).
+- *Something answers TCP and closes before the protocol's first answer* (a balancer or TLS terminator
+  before a broker that is down, a broker at max_connections): once a probe connected and the session
+  after it still got no answer, the link treats it as below until a session goes online.
 - *The other end answered no* (refused credentials, a TLS failure, MQTT 5 "server busy", "quota
   exceeded", "connection rate exceeded", an unexpected error): retrying at once cannot help and a
   fleet doing it would storm a broker that is shedding load. Exponential backoff with jitter (the
@@ -56,6 +59,11 @@ class Redial:
         # centre link's session is a plain TCP connect: probing first would only double it)
         self._probe = self._tcp_probe if probe is True else probe or None
         self.down_since: float | None = None  # monotonic start of this outage
+        # the last probe connected and the session after it still got no answer: something accepts TCP
+        # there and closes (a balancer or TLS terminator before a broker that is down, a broker at
+        # max_connections): that is an answer too, and gets the backoff, not a session a second
+        self._probed = False
+        self._closing = False
         self.next_retry: float | None = None
         self.probes = 0
 
@@ -64,6 +72,7 @@ class Redial:
         """A session went online: the next outage starts from scratch."""
         self.backoff.reset()
         self.down_since = None
+        self._probed = self._closing = False
 
     def delay(self, kind: str, now: float) -> float:
         """Seconds to wait after a failure of `kind` before the next probe or session."""
@@ -83,12 +92,18 @@ class Redial:
         """Block until the next full session is due (or `stop`): after an answered failure the
         backoff; after no answer, TCP probes at the fixed interval until one connects. `tick()` is
         called at least every 0.25 s (the link's heartbeat and status snapshot)."""
+        if self._probed and kind not in ANSWERED:
+            self._closing = True  # the probe got through and the session did not
+        self._probed = False
+        if self._closing and kind not in ANSWERED:
+            kind = "error"  # until a session goes online: back off, as for any answer
         self._sleep(self.delay(kind, self._clock()), stop, tick)
         if kind in ANSWERED or self._probe is None:
             return
         while not stop.is_set():
             self.probes += 1
             if self._probe():
+                self._probed = True
                 return
             self._sleep(self.probe_delay(self._clock()), stop, tick)
 

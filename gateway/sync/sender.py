@@ -1,11 +1,14 @@
 """The sender: which outbox rows go out next, and what a PUBACK (or its absence) means for them.
 
 Order within one MQTT session:
-1. *suspects* first, one at a time: messages that were in flight when the previous session died.
+0. *live alarms*, always first: never behind suspects, held messages or the replay pace.
+1. *suspects*, one at a time: single-event messages that were in flight when the previous session
+   died (a batch in flight is fetched and batched again; one lost twice in flight is taken apart).
    A message the broker kills the connection over (mosquitto 2.0 drops a client that sends a PUBLISH
    over `message_size_limit`) would otherwise wedge the queue forever; sent alone, it either gets its
    PUBACK or proves itself guilty. Lost twice while alone in flight = poison: marked failed, and a
-   `fault` event says so.
+   `fault` event says so. Suspects of an outbox file that was since replaced are dropped (the
+   lost-file gap event declares them).
 2. then, merged by priority (alarm > fault > audit/status > telemetry): *live* rows (recorded since
    this session connected, sent at once) and *backlog* rows (recorded before; `"replay": true`,
    paced by a token bucket, except alarms which are never held back). Within one priority live goes
@@ -64,6 +67,7 @@ class Sender:
         self._unacked_ever: dict[int, None] = {}
         self.counts = collections.Counter()  # published, delivered, resent, replayed, poison, refused
         self.session_max_bytes = max_bytes
+        self._file_id = getattr(outbox, "outbox_id", None)
         self._new_session(0)
 
     def _new_session(self, live_from: int) -> None:
@@ -84,6 +88,13 @@ class Sender:
 
     def start_session(self, live_from: int, broker_max_bytes: int | None) -> None:
         self.session_max_bytes = min(self.max_bytes, broker_max_bytes or self.max_bytes)
+        file_id = getattr(self.outbox, "outbox_id", None)
+        if file_id != self._file_id:
+            # the outbox file was replaced (corrupt, deleted): the old file's suspects are not in the new
+            # one (its lost-file gap event declares them); a packed one would not even build there
+            self.suspects.clear()
+            self.strikes.clear()
+            self._file_id = file_id
         self._new_session(live_from)
 
     def session_lost(self, strike: bool = True) -> list[tuple[Pending, str]]:
@@ -94,6 +105,16 @@ class Sender:
         alone = strike and len(self.inflight) == 1 and len(next(iter(self.inflight.values()))) == 1
         for rows in self.inflight.values():
             for row in rows:
+                if len(rows) > 1:
+                    # a batch is fetched and batched again (not sent a reading per message: 20 batches in
+                    # flight would be 2,000 round trips before the next alarm); one lost twice in flight
+                    # is taken apart, so a message the broker kills the link over still shows itself
+                    if strike:
+                        self.strikes[row.seq] += 1
+                    if self.strikes[row.seq] >= STRIKES_TO_POISON:
+                        self.strikes[row.seq] = 0
+                        self.suspects[row.seq] = row
+                    continue
                 self.suspects[row.seq] = row
                 if alone:
                     self.strikes[row.seq] += 1
@@ -111,12 +132,19 @@ class Sender:
         room = self.window - len(self.inflight)
         if room <= 0:
             return []
+        # live alarms first, whatever waits: suspects proving themselves one at a time, messages held
+        # for a subscriber, the replay pace
+        self._refill_live()
+        out = []
+        while self._live and len(out) < room and self._live[0].priority == ALARM_PRIORITY:
+            rows = self._pop(self._live, 1)
+            if rows:
+                out.append((rows, rows[0].seq < self.live_from))
         if self._isolate:
-            if self.inflight:
-                return []
+            if self.inflight or out:
+                return out
             row = self._isolate.popleft()
             return [([row], True)]
-        out = []
         now = self._clock()
         while self._held and self._held[0][0] <= now and len(out) < room:
             _, rows, replay = self._held.popleft()
