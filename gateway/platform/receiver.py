@@ -226,9 +226,16 @@ class Receiver:
         self._subscribed.set()
 
     def _on_message(self, client, userdata, msg):
+        # paho 2.x re-raises an exception from on_message and its network thread dies: every gateway's
+        # stream would stop for one hostile message. Whatever decode raises makes the message invalid.
+        try:
+            batch = self.decode(msg.topic, msg.payload)
+        except Exception as e:  # noqa: BLE001 - RecursionError, OverflowError, a bug: the message's, not the stream's
+            log.warning("platform receiver: cannot decode a message on %s", msg.topic, exc_info=True)
+            batch = Batch(invalid=[(msg.topic, f"cannot decode: {type(e).__name__}: {e}", msg.payload)])
         with self._lock:
             self._pending += 1
-        self._inbox.put(Delivery(msg.mid, msg.qos, self._generation, time.time(), self.decode(msg.topic, msg.payload)))
+        self._inbox.put(Delivery(msg.mid, msg.qos, self._generation, time.time(), batch))
 
     # -- decoding: one MQTT message -> what to store -------------------------------------------
     def decode(self, topic: str, payload: bytes) -> Batch:
@@ -236,8 +243,8 @@ class Receiver:
         parts = topic[len(self.root) + 1:].split("/") if topic.startswith(self.root + "/") else []
         try:
             data = json.loads(payload)
-        except ValueError as e:
-            return Batch(invalid=[(topic, f"not JSON: {e}", payload)])
+        except (ValueError, RecursionError) as e:  # RecursionError: e.g. 100 kB of '['
+            return Batch(invalid=[(topic, f"not JSON: {type(e).__name__}: {e}", payload)])
         if len(parts) == 2 and parts[1] == "status":
             errors = self.contract.errors("presence", data)
             if errors:

@@ -1,0 +1,67 @@
+"""What the platform receiver does with a message it cannot decode: kept as invalid, logged, and
+the stream goes on for every other gateway (the review-wire findings, tests/review_wire/)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gateway.platform import Receiver
+from gateway.record import batch as wire
+from tests.mosquitto import Mosquitto, wait_for
+from tests.review_wire.test_receiver_hostile import _publish, alarm, batch
+
+
+def test_whatever_decode_raises_is_an_invalid_message_and_paho_goes_on(tmp_path, caplog):
+    """A bug in decode (here: any exception at all) must not reach paho: paho 2.x re-raises an
+    exception from on_message and its network thread ends, for every gateway."""
+    broker = Mosquitto(tmp_path / "broker").start()
+    rx = Receiver(broker.host, broker.port, db=str(tmp_path / "p.sqlite"))
+    real = rx.decode
+
+    def decode(topic, payload):
+        if "/evil/" in topic:
+            raise RuntimeError("a bug in decode")
+        return real(topic, payload)
+
+    rx.decode = decode
+    rx.start()
+    try:
+        _publish(broker, "city/v1/evil/event/alarm", json.dumps(alarm("evil", 1)))
+        _publish(broker, "city/v1/gw-ok/event/alarm", json.dumps(alarm("gw-ok", 1)))
+        wait_for(lambda: 1 in rx.seqs("gw-ok"), 10, what="the other gateway's alarm stored")
+        wait_for(lambda: rx.invalid, 10, what="the evil message kept as invalid")
+        assert rx.invalid == [("city/v1/evil/event/alarm", "cannot decode: RuntimeError: a bug in decode")]
+        assert rx.store.invalid_count() == 1
+        assert "cannot decode a message on city/v1/evil/event/alarm" in caplog.text
+    finally:
+        rx.stop(drain_s=0.5)
+        broker.close()
+
+
+@pytest.mark.parametrize("kw, error", [
+    ({"readings": [[0, 10 ** 15, "s", "p", "cm", 0, 0, 60, 1, 0, 1]]}, "outside the years 1..9999"),
+    ({"readings": [[0, -10 ** 15, "s", "p", "cm", 0, 0, 60, 1, 0, 1]]}, "outside the years 1..9999"),
+    ({"ts": "9999-12-31T23:59:59.999Z", "seq": 1, "to_seq": 2,
+      "readings": [[0, 0, "s", "p", "cm", 0, 0, 60, 1, 0, 1], [1, 1, "s", "p", "cm", 0, 0, 60, 1, 0, 1]]},
+     "outside the years 1..9999"),
+    ({"seq": wire.MAX_SEQ, "to_seq": wire.MAX_SEQ,
+      "readings": [[0, 0, "s", "p", "cm", 0, 0, 60, 1, 0, 1], [1, 0, "s", "p", "cm", 0, 0, 60, 1, 0, 1]]},
+     "past 9223372036854775807"),
+], ids=["dts_past_9999", "dts_before_year_1", "ts_steps_past_9999", "seq_steps_past_int64"])
+def test_expand_refuses_out_of_range_readings_with_value_error(kw, error):
+    payload = json.loads(batch(**kw))
+    with pytest.raises(ValueError, match=error):
+        wire.expand(payload)
+    got = Receiver("127.0.0.1", 1, db=":memory:").decode("city/v1/evil/event/telemetry", json.dumps(payload).encode())
+    assert not got.events and error in got.invalid[0][1]
+
+
+@pytest.mark.parametrize("field", ["seq", "to_seq"])
+def test_a_seq_past_int64_is_refused_by_the_contract(field):
+    rx = Receiver("127.0.0.1", 1, db=":memory:")
+    single = {**alarm("evil", 1), "id": f"evil/{2 ** 63}", "seq": 2 ** 63}
+    assert rx.decode("city/v1/evil/event/alarm", json.dumps(single).encode()).invalid
+    got = rx.decode("city/v1/evil/event/telemetry", batch(**{field: 2 ** 63}))
+    assert got.invalid and "9223372036854775807" in got.invalid[0][1]
