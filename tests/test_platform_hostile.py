@@ -65,3 +65,18 @@ def test_a_seq_past_int64_is_refused_by_the_contract(field):
     assert rx.decode("city/v1/evil/event/alarm", json.dumps(single).encode()).invalid
     got = rx.decode("city/v1/evil/event/telemetry", batch(**{field: 2 ** 63}))
     assert got.invalid and "9223372036854775807" in got.invalid[0][1]
+
+
+def test_the_contract_and_the_sender_agree_on_the_readings_of_a_batch():
+    """telemetry-batch.json's maxItems is what the gateway's batches never exceed (batch.MAX_READINGS):
+    change one, change both."""
+    from pathlib import Path
+
+    schema = json.loads((Path(wire.__file__).parents[1] / "contract" / "telemetry-batch.json").read_text())
+    assert schema["properties"]["readings"]["maxItems"] == wire.MAX_READINGS
+    n = wire.MAX_READINGS
+    full = batch(seq=1, to_seq=n, readings=[[int(i > 0), 0, "s", "p", "cm", 0, 0, 60, 1, 0, 1] for i in range(n)])
+    assert len(Receiver("127.0.0.1", 1, db=":memory:").decode("city/v1/evil/event/telemetry", full).events) == n
+    with pytest.raises(ValueError, match="101 readings"):
+        wire.expand(json.loads(batch(seq=1, to_seq=n + 1, readings=[
+            [int(i > 0), 0, "s", "p", "cm", 0, 0, 60, 1, 0, 1] for i in range(n + 1)])))

@@ -95,6 +95,8 @@ def expand(batch: dict) -> list[dict]:
     1..9999): no reading of it is taken."""
     gw, seq, ms = batch["gw"], batch["seq"], _ms_of_iso(batch["ts"])
     readings = batch["readings"]
+    if len(readings) > MAX_READINGS:  # the schema says so too; expand may be given an unchecked batch
+        raise ValueError(f"{len(readings)} readings in one batch (at most {MAX_READINGS})")
     out = []
     for i, reading in enumerate(readings):
         dseq, dts = reading[0], reading[1]
