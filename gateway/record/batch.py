@@ -91,8 +91,9 @@ def is_batch(payload) -> bool:
 def expand(batch: dict) -> list[dict]:
     """The single telemetry events a batch valid against its schema carries, in its order, in the form
     a gateway of contract 1 sends them (`v` 1, gateway/contract/telemetry.json): what the platform
-    stores. ValueError: the batch steps out of range (a seq past MAX_SEQ, a ts outside the years
-    1..9999): no reading of it is taken."""
+    stores. ValueError: the batch contradicts its envelope (the first reading's dseq is not 0, a later
+    one is 0, the last reading's seq is not `to_seq`), has more than MAX_READINGS, or steps out of
+    range (a seq past MAX_SEQ, a ts outside the years 1..9999): no reading of it is taken."""
     gw, seq, ms = batch["gw"], batch["seq"], _ms_of_iso(batch["ts"])
     readings = batch["readings"]
     if len(readings) > MAX_READINGS:  # the schema says so too; expand may be given an unchecked batch
@@ -100,6 +101,10 @@ def expand(batch: dict) -> list[dict]:
     out = []
     for i, reading in enumerate(readings):
         dseq, dts = reading[0], reading[1]
+        # the seqs of a batch strictly increase from its seq: 0 for the first, >= 1 after (a dseq of 0
+        # later would be the same seq twice, the second silently a "duplicate" with other values)
+        if (dseq != 0) if i == 0 else (dseq < 1):
+            raise ValueError(f"reading {i}: dseq {dseq} ({'the first is 0' if i == 0 else 'must be >= 1'})")
         seq, ms = seq + dseq, ms + dts
         if seq > MAX_SEQ:
             raise ValueError(f"reading {i}: seq {seq} past {MAX_SEQ}")
@@ -110,6 +115,8 @@ def expand(batch: dict) -> list[dict]:
                  "replay": batch["replay"]}
         event.update(compact.fields_of(reading[2:]))
         out.append(event)
+    if seq != batch["to_seq"]:
+        raise ValueError(f"the last reading's seq is {seq}, to_seq says {batch['to_seq']}")
     return out
 
 
