@@ -80,3 +80,55 @@ def test_the_contract_and_the_sender_agree_on_the_readings_of_a_batch():
     with pytest.raises(ValueError, match="101 readings"):
         wire.expand(json.loads(batch(seq=1, to_seq=n + 1, readings=[
             [int(i > 0), 0, "s", "p", "cm", 0, 0, 60, 1, 0, 1] for i in range(n + 1)])))
+
+
+class _HeldStore:
+    """A real SQLite store whose writes wait until the test lets them go (a slow PostgreSQL)."""
+
+    def __init__(self):
+        import threading
+
+        from gateway.platform.stores import open_store
+
+        self.real = open_store(None)
+        self.go = threading.Event()
+
+    def write(self, batch):
+        self.go.wait(30)
+        return self.real.write(batch)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def test_qos0_messages_past_the_inbox_bound_are_dropped_and_counted_qos1_never(tmp_path, caplog):
+    """QoS 0 publishers are not held back by Receive Maximum: with the store stuck, the inbox used to
+    grow without bound. Past `inbox_max` uncommitted messages a QoS 0 one is dropped (counted,
+    logged); QoS 1 ones are still taken (the broker stops at Receive Maximum by itself)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    broker = Mosquitto(tmp_path / "broker").start()
+    store = _HeldStore()
+    rx = Receiver(broker.host, broker.port, store=store, inbox_max=5).start()
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2)
+    pub.connect(broker.host, broker.port)
+    pub.loop_start()
+    try:
+        for seq in range(1, 21):
+            pub.publish("city/v1/gw-0/event/alarm", json.dumps(alarm("gw-0", seq)), qos=0).wait_for_publish(5)
+        wait_for(lambda: rx._pending + rx.dropped_qos0 == 20, 10, what="20 QoS 0 messages taken or dropped")
+        assert (rx._pending, rx.dropped_qos0) == (5, 15)
+        for seq in range(1, 4):
+            pub.publish("city/v1/gw-1/event/alarm", json.dumps(alarm("gw-1", seq)), qos=1).wait_for_publish(5)
+        wait_for(lambda: rx._pending == 8, 10, what="the QoS 1 messages taken past the bound")
+        store.go.set()
+        wait_for(lambda: len(rx.seqs("gw-0")) == 5 and rx.seqs("gw-1") == {1, 2, 3}, 10, what="what was taken stored")
+        assert rx.seqs("gw-0") == {1, 2, 3, 4, 5} and rx.dropped_qos0 == 15
+        assert "QoS 0 message on city/v1/gw-0/event/alarm dropped (1 dropped so far)" in caplog.text
+    finally:
+        store.go.set()
+        pub.loop_stop()
+        pub.disconnect()
+        rx.stop(drain_s=2)
+        broker.close()

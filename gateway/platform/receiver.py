@@ -8,6 +8,7 @@
     receiver.duplicates          # events received again (same (gateway, seq)): at-least-once at work
     receiver.undeclared_gaps()   # [(gateway, from_seq, to_seq)] missing and not declared by a gap event
     receiver.presence["gw-1"]    # the last retained status: {"state": "online", ...} or offline
+    receiver.dropped_qos0        # QoS 0 messages dropped while `inbox_max` messages waited for the store
 
 Subscriptions: `<root>/+/event/+` (as `$share/<group>/...` when `share` is given, so several
 receivers split the stream) and `<root>/+/status` (never shared: shared subscriptions do not get
@@ -100,6 +101,7 @@ class Receiver:
                  store: Store | None = None, share: str | None = None, session: str | None = None,
                  client_id: str | None = None, session_expiry_s: int = 3600, receive_maximum: int = 1000,
                  batch_max: int = 500, linger_s: float = 0.05, keep_events: bool = True,
+                 inbox_max: int = 10_000,
                  ca: str | None = None, cert: str | None = None, key: str | None = None,
                  username: str | None = None, password: str | None = None,
                  schemas: str | None = None, echo=None):
@@ -110,6 +112,11 @@ class Receiver:
         self.receive_maximum = receive_maximum
         self.batch_max = batch_max
         self.linger_s = linger_s  # how long a batch waits for company once its first message is in
+        # QoS 1 messages in flight are bounded by Receive Maximum; QoS 0 ones are not (the broker does
+        # not wait for an ack): past `inbox_max` messages not yet committed, a QoS 0 one is dropped
+        self.inbox_max = inbox_max
+        self.dropped_qos0 = 0
+        self._dropped_logged = 0.0
         self.keep_events = keep_events
         self.contract = Contract(schemas)
         self.store = store if store is not None else open_store(db)
@@ -226,6 +233,9 @@ class Receiver:
         self._subscribed.set()
 
     def _on_message(self, client, userdata, msg):
+        if msg.qos == 0 and self._pending >= self.inbox_max:
+            self._drop(msg.topic)
+            return
         # paho 2.x re-raises an exception from on_message and its network thread dies: every gateway's
         # stream would stop for one hostile message. Whatever decode raises makes the message invalid.
         try:
@@ -237,7 +247,17 @@ class Receiver:
             self._pending += 1
         self._inbox.put(Delivery(msg.mid, msg.qos, self._generation, time.time(), batch))
 
-    # -- decoding: one MQTT message -> what to store -------------------------------------------
+    def _drop(self, topic: str) -> None:
+        """A QoS 0 message while the writer is `inbox_max` behind: dropped, counted, logged (at most
+        every 10 s: a flood must not also flood the log)."""
+        self.dropped_qos0 += 1
+        now = time.monotonic()
+        if now - self._dropped_logged >= 10 or self.dropped_qos0 == 1:
+            self._dropped_logged = now
+            log.warning("platform receiver: %d messages waiting for the store (inbox_max %d): QoS 0 message on "
+                        "%s dropped (%d dropped so far)", self._pending, self.inbox_max, topic, self.dropped_qos0)
+
+        # -- decoding: one MQTT message -> what to store -------------------------------------------
     def decode(self, topic: str, payload: bytes) -> Batch:
         """Validate one message; a Batch of the events, presence or rejection it carries."""
         parts = topic[len(self.root) + 1:].split("/") if topic.startswith(self.root + "/") else []
