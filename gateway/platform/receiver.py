@@ -254,7 +254,7 @@ class Receiver:
             batch = self.decode(msg.topic, msg.payload)
         except Exception as e:  # noqa: BLE001 - RecursionError, OverflowError, a bug: the message's, not the stream's
             log.warning("platform receiver: cannot decode a message on %s", msg.topic, exc_info=True)
-            batch = Batch(invalid=[(msg.topic, f"cannot decode: {type(e).__name__}: {e}", msg.payload)])
+            batch = Batch(invalid=[(msg.topic, _joined([f"cannot decode: {type(e).__name__}: {e}"]), msg.payload)])
         with self._lock:
             self._pending += 1
         self._inbox.put(Delivery(msg.mid, msg.qos, self._generation, time.time(), batch))
@@ -269,7 +269,7 @@ class Receiver:
             log.warning("platform receiver: %d messages waiting for the store (inbox_max %d): QoS 0 message on "
                         "%s dropped (%d dropped so far)", self._pending, self.inbox_max, topic, self.dropped_qos0)
 
-        # -- decoding: one MQTT message -> what to store -------------------------------------------
+    # -- decoding: one MQTT message -> what to store -------------------------------------------
     def decode(self, topic: str, payload: bytes) -> Batch:
         """Validate one message; a Batch of the events, presence or rejection it carries."""
         parts = topic[len(self.root) + 1:].split("/") if topic.startswith(self.root + "/") else []
