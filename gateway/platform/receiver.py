@@ -8,6 +8,7 @@
     receiver.duplicates          # events received again (same (gateway, seq)): at-least-once at work
     receiver.undeclared_gaps()   # [(gateway, from_seq, to_seq)] missing and not declared by a gap event
     receiver.presence["gw-1"]    # the last retained status: {"state": "online", ...} or offline
+    receiver.dropped_qos0        # QoS 0 messages dropped while `inbox_max` messages waited for the store
 
 Subscriptions: `<root>/+/event/+` (as `$share/<group>/...` when `share` is given, so several
 receivers split the stream) and `<root>/+/status` (never shared: shared subscriptions do not get
@@ -74,14 +75,26 @@ def decode_events(contract: Contract, gw: str, type_: str, payload) -> list[dict
     valid or not from `gw` (the whole message is invalid, none of its readings is taken)."""
     if not telemetry_batch.is_batch(payload):
         return [payload]
+    readings = payload["readings"]
+    if isinstance(readings, list) and len(readings) > telemetry_batch.MAX_READINGS:
+        # before the schema: jsonschema checks every reading even when maxItems already failed
+        # (20,000 readings: ~1.9 s on paho's network thread) and quotes the whole array in the error
+        raise ValueError(f"readings: {len(readings)} in one batch (at most {telemetry_batch.MAX_READINGS})")
     errors = contract.errors("telemetry-batch", payload)
     if not errors and type_ != payload["type"]:
         errors = [f"payload type {payload['type']!r} on the {type_} topic"]
     if not errors and payload["gw"] != gw:
         errors = [f"gw {payload['gw']!r} is not gateway {gw!r}"]
     if errors:
-        raise ValueError("; ".join(errors))
+        raise ValueError(_joined(errors))
     return telemetry_batch.expand(payload)
+
+
+def _joined(errors: list[str], limit: int = 2000) -> str:
+    """The schema errors as one line, cut at `limit` characters: jsonschema quotes the offending
+    value, and a hostile message's value can be a megabyte (the raw body is kept beside it anyway)."""
+    text = "; ".join(errors)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 class Delivery(NamedTuple):
@@ -100,6 +113,7 @@ class Receiver:
                  store: Store | None = None, share: str | None = None, session: str | None = None,
                  client_id: str | None = None, session_expiry_s: int = 3600, receive_maximum: int = 1000,
                  batch_max: int = 500, linger_s: float = 0.05, keep_events: bool = True,
+                 inbox_max: int = 10_000,
                  ca: str | None = None, cert: str | None = None, key: str | None = None,
                  username: str | None = None, password: str | None = None,
                  schemas: str | None = None, echo=None):
@@ -110,6 +124,11 @@ class Receiver:
         self.receive_maximum = receive_maximum
         self.batch_max = batch_max
         self.linger_s = linger_s  # how long a batch waits for company once its first message is in
+        # QoS 1 messages in flight are bounded by Receive Maximum; QoS 0 ones are not (the broker does
+        # not wait for an ack): past `inbox_max` messages not yet committed, a QoS 0 one is dropped
+        self.inbox_max = inbox_max
+        self.dropped_qos0 = 0
+        self._dropped_logged = 0.0
         self.keep_events = keep_events
         self.contract = Contract(schemas)
         self.store = store if store is not None else open_store(db)
@@ -226,9 +245,29 @@ class Receiver:
         self._subscribed.set()
 
     def _on_message(self, client, userdata, msg):
+        if msg.qos == 0 and self._pending >= self.inbox_max:
+            self._drop(msg.topic)
+            return
+        # paho 2.x re-raises an exception from on_message and its network thread dies: every gateway's
+        # stream would stop for one hostile message. Whatever decode raises makes the message invalid.
+        try:
+            batch = self.decode(msg.topic, msg.payload)
+        except Exception as e:  # noqa: BLE001 - RecursionError, OverflowError, a bug: the message's, not the stream's
+            log.warning("platform receiver: cannot decode a message on %s", msg.topic, exc_info=True)
+            batch = Batch(invalid=[(msg.topic, _joined([f"cannot decode: {type(e).__name__}: {e}"]), msg.payload)])
         with self._lock:
             self._pending += 1
-        self._inbox.put(Delivery(msg.mid, msg.qos, self._generation, time.time(), self.decode(msg.topic, msg.payload)))
+        self._inbox.put(Delivery(msg.mid, msg.qos, self._generation, time.time(), batch))
+
+    def _drop(self, topic: str) -> None:
+        """A QoS 0 message while the writer is `inbox_max` behind: dropped, counted, logged (at most
+        every 10 s: a flood must not also flood the log)."""
+        self.dropped_qos0 += 1
+        now = time.monotonic()
+        if now - self._dropped_logged >= 10 or self.dropped_qos0 == 1:
+            self._dropped_logged = now
+            log.warning("platform receiver: %d messages waiting for the store (inbox_max %d): QoS 0 message on "
+                        "%s dropped (%d dropped so far)", self._pending, self.inbox_max, topic, self.dropped_qos0)
 
     # -- decoding: one MQTT message -> what to store -------------------------------------------
     def decode(self, topic: str, payload: bytes) -> Batch:
@@ -236,12 +275,12 @@ class Receiver:
         parts = topic[len(self.root) + 1:].split("/") if topic.startswith(self.root + "/") else []
         try:
             data = json.loads(payload)
-        except ValueError as e:
-            return Batch(invalid=[(topic, f"not JSON: {e}", payload)])
+        except (ValueError, RecursionError) as e:  # RecursionError: e.g. 100 kB of '['
+            return Batch(invalid=[(topic, f"not JSON: {type(e).__name__}: {e}", payload)])
         if len(parts) == 2 and parts[1] == "status":
             errors = self.contract.errors("presence", data)
             if errors:
-                return Batch(invalid=[(topic, "; ".join(errors), payload)])
+                return Batch(invalid=[(topic, _joined(errors), payload)])
             return Batch(presence=[(parts[0], data)])
         if len(parts) == 3 and parts[1] == "event" and parts[2] in EVENT_TYPES:
             gw, type_ = parts[0], parts[2]
@@ -256,7 +295,7 @@ class Receiver:
                 if not errors and event["id"].rpartition("/")[0] != gw:
                     errors = [f"id {event['id']!r} is not from gateway {gw!r}"]
                 if errors:
-                    return Batch(invalid=[(topic, "; ".join(errors), payload)])
+                    return Batch(invalid=[(topic, _joined(errors), payload)])
             return Batch(events=events)
         return Batch(invalid=[(topic, "unexpected topic", payload)])
 

@@ -31,8 +31,13 @@ from gateway.record.envelope import ENVELOPE_VERSION, TELEMETRY
 
 BATCH_VERSION = 2
 MAX_READINGS = 100  # per message: the envelope is then <2 bytes of each reading's share at 50 sensors
+                   # (= maxItems of readings in gateway/contract/telemetry-batch.json)
+MAX_SEQ = 2 ** 63 - 1  # a seq is a signed 64-bit integer on every store (= the schemas' maximum)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MS = timedelta(milliseconds=1)
+# what a reading's ts can be: the years 0001..9999 of datetime (beyond, iso_of_ms is an OverflowError)
+_MIN_MS = (datetime(1, 1, 1, tzinfo=timezone.utc) - _EPOCH) // _MS
+_MAX_MS = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc) - _EPOCH) // _MS
 
 
 def ms_of(ts: float) -> int:
@@ -84,17 +89,34 @@ def is_batch(payload) -> bool:
 
 
 def expand(batch: dict) -> list[dict]:
-    """The single telemetry events a valid batch carries, in its order, in the form a gateway of
-    contract 1 sends them (`v` 1, gateway/contract/telemetry.json): what the platform stores."""
+    """The single telemetry events a batch valid against its schema carries, in its order, in the form
+    a gateway of contract 1 sends them (`v` 1, gateway/contract/telemetry.json): what the platform
+    stores. ValueError: the batch contradicts its envelope (the first reading's dseq is not 0, a later
+    one is 0, the last reading's seq is not `to_seq`), has more than MAX_READINGS, or steps out of
+    range (a seq past MAX_SEQ, a ts outside the years 1..9999): no reading of it is taken."""
     gw, seq, ms = batch["gw"], batch["seq"], _ms_of_iso(batch["ts"])
+    readings = batch["readings"]
+    if len(readings) > MAX_READINGS:  # the schema says so too; expand may be given an unchecked batch
+        raise ValueError(f"{len(readings)} readings in one batch (at most {MAX_READINGS})")
     out = []
-    for reading in batch["readings"]:
-        seq, ms = seq + reading[0], ms + reading[1]
+    for i, reading in enumerate(readings):
+        dseq, dts = reading[0], reading[1]
+        # the seqs of a batch strictly increase from its seq: 0 for the first, >= 1 after (a dseq of 0
+        # later would be the same seq twice, the second silently a "duplicate" with other values)
+        if (dseq != 0) if i == 0 else (dseq < 1):
+            raise ValueError(f"reading {i}: dseq {dseq} ({'the first is 0' if i == 0 else 'must be >= 1'})")
+        seq, ms = seq + dseq, ms + dts
+        if seq > MAX_SEQ:
+            raise ValueError(f"reading {i}: seq {seq} past {MAX_SEQ}")
+        if not _MIN_MS <= ms <= _MAX_MS:
+            raise ValueError(f"reading {i}: ts {ms} ms from 1970 is outside the years 1..9999")
         event = {"v": ENVELOPE_VERSION, "id": f"{gw}/{seq}", "seq": seq, "ts": iso_of_ms(ms),
                  "clock_synced": batch["clock_synced"], "boot": batch["boot"], "type": TELEMETRY,
                  "replay": batch["replay"]}
         event.update(compact.fields_of(reading[2:]))
         out.append(event)
+    if seq != batch["to_seq"]:
+        raise ValueError(f"the last reading's seq is {seq}, to_seq says {batch['to_seq']}")
     return out
 
 

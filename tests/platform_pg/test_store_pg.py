@@ -156,3 +156,16 @@ def test_a_presence_postgresql_refuses_is_kept_as_invalid_too(pg_url, pg):
             "(stored as) gw-a/1", "(stored as) presence of gw-a"]
     finally:
         store.close()
+
+
+def test_a_seq_past_bigint_or_a_lone_surrogate_is_kept_as_invalid_too(pg_url, pg):
+    """The same rows the SQLite store refuses (test_store_sqlite.py): neither blocks the batch."""
+    store = open_store(pg_url)
+    try:
+        big = ev(2 ** 63)
+        got = store.write(Batch(events=[ev(1), big, ev(3, note="\ud800"), ev(4)]))
+        assert got == [True, False, False, True]
+        assert [r[0] for r in pg.execute("SELECT seq FROM events ORDER BY seq")] == [1, 4]
+        assert pg.execute("SELECT count(*) FROM invalid").fetchone()[0] == 2
+    finally:
+        store.close()

@@ -10,6 +10,7 @@ that meet on the same keys (a gateway re-sending after a reconnect) lock them in
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import datetime, timezone
@@ -21,6 +22,11 @@ except ImportError as e:  # pragma: no cover - the message is the point
     raise ImportError("--store postgresql://... needs psycopg 3: pip install 'community-gateway[platform]'") from e
 
 from gateway.platform.stores.base import SCHEMA_VERSION, Batch, Store, StoreError, body, gap_rows, gateway_of
+
+# What one row (not the server) can raise: a value the server refuses (DataError: a \\u0000 in jsonb,
+# a bigint out of range), or one psycopg cannot send (UnicodeEncodeError, a ValueError: a lone
+# surrogate; OverflowError). The rest (connection lost, ...) is a StoreError, retried.
+ROW_ERRORS = (pg_errors.DataError, ValueError, OverflowError)
 
 LOCK_KEY = 0x6377_706C_6174  # "cwplat": the advisory lock the receivers' migrations take
 
@@ -64,6 +70,11 @@ def _utc(ts) -> datetime | None:
         return datetime.fromisoformat(ts)
     except ValueError:
         return None
+
+
+def _text(s: str) -> str:
+    """Text PostgreSQL and psycopg always take: NUL escaped, a lone surrogate replaced."""
+    return s.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\\u0000")
 
 
 def _epoch(t: float) -> datetime:
@@ -118,9 +129,10 @@ class PostgresStore(Store):
         with self._lock:
             try:
                 return self._write(batch)
-            except pg_errors.DataError:
+            except ROW_ERRORS:
                 # one event the server refuses (e.g. a \\u0000 inside a string, which jsonb cannot hold)
-                # must not block the stream: store one by one, the refused ones as invalid
+                # or psycopg cannot send (a lone surrogate: UnicodeEncodeError) must not block the
+                # stream: store one by one, the refused ones as invalid
                 try:
                     return self._write_each(batch)
                 except psycopg.Error as e:
@@ -136,19 +148,21 @@ class PostgresStore(Store):
             one = Batch(events=[event], received=[batch.received_at(i, time.time())])
             try:
                 out += self._write(one)
-            except pg_errors.DataError as e:
-                self._refused(f"{event.get('id')}", e, body(event))
+            except ROW_ERRORS as e:
+                self._refused(f"{event.get('id')}", e, event)
                 out.append(False)
         for gw, payload in batch.presence:
             try:
                 self._write(Batch(presence=[(gw, payload)]))
-            except pg_errors.DataError as e:
-                self._refused(f"presence of {gw}", e, body(payload))
+            except ROW_ERRORS as e:
+                self._refused(f"presence of {gw}", e, payload)
         self._write(Batch(invalid=batch.invalid))  # text, NUL escaped: nothing left to refuse
         return out
 
-    def _refused(self, what: str, error: Exception, raw: str) -> None:
-        self._write(Batch(invalid=[(f"(stored as) {what}", f"refused by PostgreSQL: {error}", raw.encode())]))
+    def _refused(self, what: str, error: Exception, obj) -> None:
+        raw = json.dumps(obj, ensure_ascii=True).encode()  # \\ud800 escaped: text psycopg can send
+        self._write(Batch(invalid=[(f"(stored as) {what}",
+                                    f"refused by PostgreSQL: {type(error).__name__}: {error}", raw)]))
 
     def _write(self, batch: Batch) -> list[bool]:
         now = time.time()
@@ -195,7 +209,7 @@ class PostgresStore(Store):
             if batch.invalid:
                 with conn.cursor() as cur:
                     cur.executemany("INSERT INTO invalid VALUES (%s, %s, %s, %s)",
-                                    [(_epoch(now), t, err, raw.decode("utf-8", "replace").replace("\x00", "\\u0000"))
+                                    [(_epoch(now), _text(t), _text(err), _text(raw.decode("utf-8", "replace")))
                                      for t, err, raw in batch.invalid])
         return new
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -33,6 +34,17 @@ CREATE UNIQUE INDEX IF NOT EXISTS events_gateway_seq ON events(gateway, seq);
 ALTER TABLE events ADD COLUMN stored REAL;
 """,
 }
+
+
+# What one row (not the database) can raise: a value sqlite3 cannot bind (OverflowError: an integer
+# past 64 bits; ValueError/UnicodeEncodeError: a lone surrogate), or a constraint or type of that row.
+# sqlite3.OperationalError (locked, disk I/O, full) is the database's: StoreError, retried.
+ROW_ERRORS = (OverflowError, ValueError, sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError,
+              sqlite3.ProgrammingError)
+
+
+def _safe(text: str) -> str:
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 class SqliteStore(Store):
@@ -79,34 +91,70 @@ class SqliteStore(Store):
 
     # -- writing -------------------------------------------------------------------------------
     def write(self, batch: Batch) -> list[bool]:
-        now = time.time()
+        with self._lock:
+            try:
+                try:
+                    with self.db.atomic():
+                        return self._write(batch, time.time(), each=False)
+                except ROW_ERRORS:
+                    # one row SQLite cannot take (a seq past 2**63 - 1 is an OverflowError, a lone
+                    # surrogate in a string a UnicodeEncodeError) must not block the batch, nor be
+                    # retried for ever: write again row by row, the refused ones kept in `invalid`,
+                    # as the PostgreSQL store does
+                    with self.db.atomic():
+                        return self._write(batch, time.time(), each=True)
+            except sqlite3.Error as e:
+                raise StoreError(f"platform store {self.url}: {e}") from e
+
+    def _write(self, batch: Batch, now: float, *, each: bool) -> list[bool]:
         new: list[bool] = []
-        try:
-            with self._lock, self.db.atomic():
-                for i, event in enumerate(batch.events):
-                    gw = gateway_of(event)
-                    cur = self.db.execute(
-                        "INSERT INTO events (id, gateway, seq, type, ts, replay, received, body, stored) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                        (event["id"], gw, event["seq"], event["type"], event.get("ts"),
-                         int(bool(event.get("replay"))), batch.received_at(i, now), body(event), time.time()))
-                    if cur.rowcount == 0:
-                        self.db.execute("INSERT INTO counters VALUES (?, 1) ON CONFLICT(gateway) "
-                                        "DO UPDATE SET duplicates = duplicates + 1", (gw,))
-                        new.append(False)
-                        continue
-                    new.append(True)
-                    for row in gap_rows(event):
-                        self.db.execute("INSERT INTO gaps VALUES (?, ?, ?, ?, ?)", row)
-                for gw, payload in batch.presence:
-                    self.db.execute("INSERT OR REPLACE INTO presence VALUES (?, ?, ?, ?)",
-                                    (gw, payload.get("state"), now, body(payload)))
-                for topic, error, raw in batch.invalid:
-                    self.db.execute("INSERT INTO invalid VALUES (?, ?, ?, ?)",
-                                    (now, topic, error, raw.decode("utf-8", "replace")))
-        except sqlite3.Error as e:
-            raise StoreError(f"platform store {self.url}: {e}") from e
+        for i, event in enumerate(batch.events):
+            if not each:
+                new.append(self._event(event, batch.received_at(i, now)))
+                continue
+            try:
+                with self.db.atomic():  # a savepoint: a refused row leaves nothing behind
+                    new.append(self._event(event, batch.received_at(i, now)))
+            except ROW_ERRORS as e:
+                self._invalid(now, f"(stored as) {event.get('id')}", f"refused by SQLite: {type(e).__name__}: {e}",
+                              json.dumps(event, ensure_ascii=True))
+                new.append(False)
+        for gw, payload in batch.presence:
+            if not each:
+                self._presence(gw, payload, now)
+                continue
+            try:
+                with self.db.atomic():
+                    self._presence(gw, payload, now)
+            except ROW_ERRORS as e:
+                self._invalid(now, f"(stored as) presence of {gw}", f"refused by SQLite: {type(e).__name__}: {e}",
+                              json.dumps(payload, ensure_ascii=True))
+        for topic, error, raw in batch.invalid:
+            self._invalid(now, topic, error, raw.decode("utf-8", "replace"))
         return new
+
+    def _event(self, event: dict, received: float) -> bool:
+        gw = gateway_of(event)
+        cur = self.db.execute(
+            "INSERT INTO events (id, gateway, seq, type, ts, replay, received, body, stored) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (event["id"], gw, event["seq"], event["type"], event.get("ts"),
+             int(bool(event.get("replay"))), received, body(event), time.time()))
+        if cur.rowcount == 0:
+            self.db.execute("INSERT INTO counters VALUES (?, 1) ON CONFLICT(gateway) "
+                            "DO UPDATE SET duplicates = duplicates + 1", (gw,))
+            return False
+        for row in gap_rows(event):
+            self.db.execute("INSERT INTO gaps VALUES (?, ?, ?, ?, ?)", row)
+        return True
+
+    def _presence(self, gw: str, payload: dict, now: float) -> None:
+        self.db.execute("INSERT OR REPLACE INTO presence VALUES (?, ?, ?, ?)",
+                        (gw, payload.get("state"), now, body(payload)))
+
+    def _invalid(self, now: float, topic: str, error: str, raw: str) -> None:
+        # an error message may quote the payload (a lone surrogate): text SQLite can always take
+        self.db.execute("INSERT INTO invalid VALUES (?, ?, ?, ?)", (now, _safe(topic), _safe(error), _safe(raw)))
 
     # -- reading -------------------------------------------------------------------------------
     def _rows(self, sql: str, args=()) -> list[tuple]:
