@@ -1,0 +1,145 @@
+"""Review of the update feature (branch review-update): each test here reproduces a finding and FAILS
+on main bb84831. They are proofs for the report, not fixes."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from servicekit import FAKE_DAEMON, PYTHON, Service, boots, fake_release, socket_of, wait_for
+from updatekit import fake_wheels
+from gateway.errors import UpdateError
+from gateway.update import apply_bundle
+from gateway.update import journal as J
+from gateway.update import releases as R
+from gateway.update.bundle import build_bundle
+
+
+def _bundle(tmp_path, key, version):
+    out = tmp_path / f"b-{version}.tar"
+    build_bundle(version=version, wheels_dir=str(fake_wheels(tmp_path / f"w-{version}", version)),
+                 key_path=key, out=str(out))
+    return out
+
+
+def test_two_applies_at_once_the_second_undoes_the_first_mid_install(tmp_path, layout, release_key, monkeypatch):
+    """apply_bundle takes no lock. A technician's `sudo gateway update` while the platform's `update`
+    command is installing (or two CLIs): the second one's journal.recover() takes the first one's
+    'installing' for a power cut, removes its release directory and journals it failed; then both go on
+    and switch. Expected: the second is refused (busy) and the first is untouched."""
+    import gateway.update.apply as A
+
+    a_installing, a_go = threading.Event(), threading.Event()
+
+    def install(lay, version, wheels_dir, manifest):
+        os.makedirs(lay.release_dir(version), exist_ok=True)
+        Path(lay.release_dir(version), R.COMPLETE).write_text(version + "\n")
+        if version == "0.2.0":  # A: a slow pip install
+            a_installing.set()
+            assert a_go.wait(30)
+    monkeypatch.setattr(A, "install_release", install)
+    ba, bb = _bundle(tmp_path, release_key[0], "0.2.0"), _bundle(tmp_path, release_key[0], "0.3.0")
+    kw = dict(data_dir=layout.data_dir, install_root=layout.install_root, release_keys=[release_key[1]],
+              restart=lambda: None)
+    out = {}
+
+    def run_a():
+        try:
+            out["a"] = apply_bundle(str(ba), by="platform:A", **kw)
+        except Exception as e:  # noqa: BLE001
+            out["a"] = e
+    t = threading.Thread(target=run_a)
+    t.start()
+    assert a_installing.wait(30)
+    try:
+        second = None
+        try:
+            second = apply_bundle(str(bb), by="cli:B", **kw)
+        except UpdateError as e:
+            second = e
+    finally:
+        a_go.set()
+        t.join(30)
+    entries = J.Journal(layout.journal_path).entries()
+    a_steps = [e["step"] for e in entries if e.get("update") == out["a"]["update"]] if isinstance(out["a"], dict) else []
+    cur = R.current_version(layout)
+    print("second:", second, "| A:", out["a"], "| A's steps:", a_steps, "| current ->", cur,
+          "| dir exists:", os.path.isdir(layout.release_dir(cur)))
+    # what goes wrong on main: A is journalled 'failed: interrupted' by B, yet A switches afterwards
+    assert isinstance(second, UpdateError) and second.reason == "busy", second
+    assert os.path.isdir(layout.release_dir(cur)), f"current -> {cur}, which was removed"
+
+
+FLAKY = FAKE_DAEMON.replace(
+    "while True:\n    c, _ = srv.accept()",
+    "threading.Thread(target=lambda: (time.sleep(2.0), os._exit(3)), daemon=True).start()  # dies after 2 s\n"
+    "while True:\n    c, _ = srv.accept()")
+
+
+def test_a_release_healthy_for_an_instant_then_crashing_is_never_rolled_back(layout):
+    """The gate journals 'healthy' at the first healthy status (0.5 s after start, docs: 0.55 s) and the
+    trial is over: a release that then crashes (at its first alarm, its first outbox commit, a leak)
+    crash-loops under Restart=always for good - its starts are no longer counted, the previous release
+    is never started again. Expected: a release that keeps dying soon after its trial is rolled back."""
+    fake_release(layout, "0.1.0", "healthy")
+    d = Path(fake_release(layout, "0.2.0", "healthy"))
+    (d / "bin" / "gateway").write_text(FLAKY.format(python=PYTHON, version="0.2.0", behaviour="healthy",
+                                                      data_dir=layout.data_dir, sock=socket_of(layout)))
+    from test_launcher import begin_trial
+    begin_trial(layout, "0.2.0", health_s=30)
+    svc = Service(layout).start()
+    try:
+        wait_for(lambda: len(boots(layout)) >= 2 * J.MAX_STARTS + 1, 60, "several starts")
+    finally:
+        svc.stop()
+    b = boots(layout)
+    print("boots:", b, "| last:", J.state(J.Journal(layout.journal_path).entries())["last"]["outcome"])
+    assert "0.1.0" in b, f"0.2.0 crash-looped {len(b)} times and the previous release never came back"
+
+
+def test_a_non_ascii_digit_content_length_is_an_internal_error(tmp_path):
+    """fetch._check_answer: `length.isdigit()` is True for '²' (latin-1 0xB2, which http.client decodes
+    headers as), int('²') raises ValueError, which no caller catches as a CommandError: RemoteUpdate._run
+    says 'internal' and - unlike every final failure - leaves job.json, so the download is retried at
+    every start of the daemon. Expected: CommandError('http_error')."""
+    from gateway.errors import CommandError
+    from gateway.update.fetch import _check_answer
+
+    class Resp:
+        status, reason = 200, "OK"
+
+        def getheader(self, name, default=None):
+            return {"Content-Length": "\u00b2"}.get(name, default)
+
+    with pytest.raises(CommandError):
+        _check_answer(Resp(), 0, 10, 100)
+
+
+def test_an_unsigned_bundle_is_read_into_memory_before_its_signature_is_checked(tmp_path, release_key):
+    """bundle.open_verified: tarfile.open() reads the first member's header at once; a pax extended
+    header is read whole into memory (tarfile._proc_pax: fileobj.read(size)) before any check - a
+    hostile bundle on a USB stick makes `sudo gateway update` allocate its whole size before the
+    signature is looked at. Measured in a child: max RSS with a 200 MB pax header."""
+    import subprocess
+    import sys
+    import tarfile
+
+    p = tmp_path / "hostile.tar"
+    size = 200 << 20
+    hdr = tarfile.TarInfo("././@PaxHeader")
+    hdr.type, hdr.size = tarfile.XHDTYPE, size
+    with open(p, "wb") as f:
+        f.write(hdr.tobuf(format=tarfile.USTAR_FORMAT))
+        f.truncate(512 + size + 1024)  # sparse: costs no disk
+    code = ("import resource,sys\nfrom gateway.update.bundle import open_verified\n"
+            "try: open_verified(sys.argv[1], [sys.argv[2]], sys.argv[3], running='0.1.0')\n"
+            "except Exception as e: print(type(e).__name__, getattr(e,'reason',''))\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)")
+    r = subprocess.run([sys.executable, "-c", code, str(p), release_key[1], str(tmp_path / "st")],
+                       capture_output=True, text=True, timeout=120)
+    print(r.stdout, r.stderr[-500:])
+    rss_mb = int(r.stdout.split()[-1])
+    assert rss_mb < 100, f"{rss_mb} MB resident to refuse an unsigned bundle"
