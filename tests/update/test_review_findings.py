@@ -249,3 +249,28 @@ def test_sigusr2_restart_keeps_the_relays_off_while_the_uplink_drains(tmp_path, 
     off = [c["t"] for c in pins if c["pin"] == SIREN_PIN and c["value"] == 1][-1]
     print(f"relay off -> process gone: {gone - off:.2f} s")
     assert gone - off < 1.0, f"relays off {gone - off:.2f} s before the exec would even start\n{out[-1500:]}"
+
+
+def test_a_stale_daemon_lock_pid_gets_an_unrelated_process_signalled(tmp_path, layout):
+    """releases.daemon_pid() trusts the pid written in <data_dir>/daemon.lock and checks it with
+    kill(pid, 0) - but the lock file stays after the daemon ends (ownership.py: liveness is the flock,
+    not the file), and pids are reused (after a reboot the same small numbers come back). With the
+    daemon stopped, `sudo gateway update` (root) sends SIGUSR2 - default action: terminate - to
+    whatever process has that pid now, and reports a restart instead of 'not_running'.
+    Expected: only a process that holds the flock is signalled (ownership.holder())."""
+    import json
+    import subprocess
+
+    bystander = subprocess.Popen(["sleep", "60"])  # stands for sshd, a modem manager...
+    try:
+        Path(layout.data_dir, "daemon.lock").write_text(json.dumps({"pid": bystander.pid}) + "\n")
+        pid = R.restart_daemon(layout)
+        try:
+            rc = bystander.wait(5)
+        except subprocess.TimeoutExpired:
+            rc = None
+        print("signalled:", pid, "bystander rc:", rc)
+        assert pid is None and rc is None, f"pid {pid} signalled; the bystander ended with {rc}"
+    finally:
+        bystander.kill()
+        bystander.wait()
