@@ -274,3 +274,45 @@ def test_a_stale_daemon_lock_pid_gets_an_unrelated_process_signalled(tmp_path, l
     finally:
         bystander.kill()
         bystander.wait()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs")
+def test_the_staging_copy_eats_the_outbox_reserve(tmp_path, release_key, monkeypatch):
+    """fetch.py keeps RESERVE_BYTES (32 MiB) free in data_dir 'so an alarm raised meanwhile still has
+    room to be recorded' - for the download only. apply_bundle then copies every wheel of the bundle
+    into <data_dir>/update/staging-* (apply.py:93-95, bundle._extract) with no room check: the same
+    bytes twice in data_dir, beside the outbox and alarms.state. Here a 40 MiB bundle downloaded into a
+    100 MiB data_dir (the fetch's check passes: 60 MiB free) leaves ~20 MiB while it installs."""
+    import subprocess
+
+    import gateway.update.apply as A
+    from gateway.update.fetch import RESERVE_BYTES, PartFile, check_room
+
+    lay = R.Layout(str(tmp_path / "opt"), str(tmp_path / "var"))
+    os.makedirs(lay.data_dir)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100m", "tmpfs", lay.data_dir], capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(r.stderr)
+    try:
+        os.makedirs(lay.release_dir("0.1.0"))
+        Path(lay.release_dir("0.1.0"), R.COMPLETE).write_text("0.1.0\n")
+        R.switch(lay, "0.1.0")
+        w = fake_wheels(tmp_path / "w", "0.2.0", extra=0)
+        (w / "big-1.0-py3-none-any.whl").write_bytes(os.urandom(40 << 20))
+        fetched = Path(lay.data_dir, "update-fetch")
+        check_room(PartFile(str(fetched), "0" * 64), 40 << 20)  # what the download checks: passes
+        build_bundle(version="0.2.0", wheels_dir=str(w), key_path=release_key[0], out=str(fetched / "x.bundle"))
+        seen = {}
+
+        def install(layout, version, wheels_dir, manifest):
+            st = os.statvfs(lay.data_dir)
+            seen["free"] = st.f_bavail * st.f_frsize
+            raise UpdateError("install", "stand-in")
+        monkeypatch.setattr(A, "install_release", install)
+        with pytest.raises(UpdateError):
+            apply_bundle(str(fetched / "x.bundle"), data_dir=lay.data_dir, install_root=lay.install_root,
+                         release_keys=[release_key[1]], by="test", restart=lambda: None)
+        print(f"free in data_dir during the install: {seen['free'] >> 20} MiB (reserve {RESERVE_BYTES >> 20} MiB)")
+        assert seen["free"] >= RESERVE_BYTES
+    finally:
+        subprocess.run(["umount", "-l", lay.data_dir], check=False)
