@@ -316,3 +316,27 @@ def test_the_staging_copy_eats_the_outbox_reserve(tmp_path, release_key, monkeyp
         assert seen["free"] >= RESERVE_BYTES
     finally:
         subprocess.run(["umount", "-l", lay.data_dir], check=False)
+
+
+def test_root_follows_the_service_users_symlink_when_it_compacts_the_journal(tmp_path, layout, release_key):
+    """<data_dir>/update/ is the service user's (the daemon writes the journal); `sudo gateway update`
+    runs as root. apply_bundle calls journal.compact() before it looks at the bundle at all; past
+    MAX_LINES lines (which the service user can write) compact() opens <journal>.tmp with open('wb') -
+    following a symlink the service user planted - and writes the journal's tail into its target as
+    root, then renames the link. Here the target is a stand-in for /etc/shadow; even a refused bundle
+    clobbers it. (Journal.append's open('ab') and bundle._extract's open(dst, 'wb') follow links too.)"""
+    victim = tmp_path / "etc-shadow"
+    victim.write_text("root:$6$secret:19000:0:99999:7:::\n")
+    j = J.Journal(layout.journal_path)
+    os.makedirs(os.path.dirname(layout.journal_path), exist_ok=True)
+    with open(layout.journal_path, "w") as f:  # written by the (compromised) service user
+        for n in range(1, J.MAX_LINES + 2):
+            f.write('{"n":%d,"step":"refused","update":"x%d"}\n' % (n, n))
+    os.symlink(victim, layout.journal_path + ".tmp")
+    bogus = tmp_path / "not-a-bundle.tar"
+    bogus.write_bytes(b"\0" * 1024)
+    with pytest.raises(UpdateError):
+        apply_bundle(str(bogus), data_dir=layout.data_dir, install_root=layout.install_root,
+                     release_keys=[release_key[1]], by="cli:root", restart=lambda: None)
+    assert victim.read_text().startswith("root:"), f"clobbered: {victim.read_text()[:80]!r}"
+    assert len(j.entries()) > 0
