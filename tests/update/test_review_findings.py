@@ -340,3 +340,63 @@ def test_root_follows_the_service_users_symlink_when_it_compacts_the_journal(tmp
                      release_keys=[release_key[1]], by="cli:root", restart=lambda: None)
     assert victim.read_text().startswith("root:"), f"clobbered: {victim.read_text()[:80]!r}"
     assert len(j.entries()) > 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs the service's side as another user")
+def test_a_root_update_killed_mid_install_leaves_what_the_service_cannot_remove():
+    """`sudo gateway update` killed (-9, a closed ssh session's SIGHUP...) during the install: the
+    half-made releases/<v> and update/staging-* are root's (give_to_owner_of runs only at the end of a
+    successful install). The next start's journal.recover() runs as the service user: its rmtree
+    (ignore_errors=True) removes nothing, yet it journals 'the half-made release removed'; the
+    leftovers stay (disk in data_dir), and releases/<v> stays half-made and root's, so
+    install_release's remove_release() fails silently and the venv cannot be remade there."""
+    import pwd
+    import subprocess
+    import sys
+
+    import shutil
+    import tempfile
+    nobody = pwd.getpwnam("nobody")
+    tmp_path = Path(tempfile.mkdtemp(prefix="review-update-"))  # pytest's tmp_path is 0700 root
+    os.chmod(tmp_path, 0o755)
+    try:
+        _killed_mid_install(tmp_path, nobody)
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _killed_mid_install(tmp_path, nobody):
+    import subprocess
+    lay = R.Layout(str(tmp_path / "opt"), str(tmp_path / "var"))
+    for d in (lay.releases, lay.update_dir):
+        os.makedirs(d)
+    for d in (lay.install_root, lay.releases, lay.data_dir, lay.update_dir):
+        os.chown(d, nobody.pw_uid, nobody.pw_gid)
+    # the service's release 0.1.0, current -> 0.1.0
+    os.makedirs(lay.release_dir("0.1.0"))
+    Path(lay.release_dir("0.1.0"), R.COMPLETE).write_text("0.1.0\n")
+    R.switch(lay, "0.1.0")
+    # what root's apply_bundle left when it was killed: journal up to 'installing', root-owned dirs
+    j = J.Journal(lay.journal_path)
+    for step in ("received", "verified", "installing"):
+        j.append({"update": "u1", "step": step, "by": "cli:root", "version": "0.2.0", "running": "0.1.0"})
+    os.chown(lay.journal_path, nobody.pw_uid, nobody.pw_gid)
+    os.makedirs(os.path.join(lay.release_dir("0.2.0"), "lib"))
+    Path(lay.release_dir("0.2.0"), "lib", "x.py").write_text("")
+    os.makedirs(os.path.join(lay.staging_dir("u1"), "wheels"))
+    Path(lay.staging_dir("u1"), "wheels", "big.whl").write_bytes(b"x" * 4096)
+
+    def as_service():
+        os.setgid(nobody.pw_gid)
+        os.setuid(nobody.pw_uid)
+    from servicekit import install_launcher
+    launcher_dir = os.path.dirname(install_launcher(lay))  # journal.py, releases.py: standard library only
+    code = ("import sys; sys.path.insert(0, sys.argv[3]); import journal as J, releases as R\n"
+            "lay = R.Layout(sys.argv[1], sys.argv[2]); st = J.recover(lay, J.Journal(lay.journal_path))\n"
+            "print(st['last']['outcome'], st['last']['reason'])")
+    r = subprocess.run([PYTHON, "-c", code, lay.install_root, lay.data_dir, launcher_dir], preexec_fn=as_service,
+                       capture_output=True, text=True, timeout=60, cwd="/")
+    print(r.stdout, r.stderr[-800:])
+    assert r.returncode == 0
+    left = [p for p in (lay.release_dir("0.2.0"), lay.staging_dir("u1")) if os.path.exists(p)]
+    assert not left, f"journalled {r.stdout.strip()!r} but left behind: {left}"
