@@ -104,7 +104,8 @@ def test_a_non_ascii_digit_content_length_is_an_internal_error(tmp_path):
     """fetch._check_answer: `length.isdigit()` is True for '²' (latin-1 0xB2, which http.client decodes
     headers as), int('²') raises ValueError, which no caller catches as a CommandError: RemoteUpdate._run
     says 'internal' and - unlike every final failure - leaves job.json, so the download is retried at
-    every start of the daemon. Expected: CommandError('http_error')."""
+    every start of the daemon. Expected: no ValueError (a CommandError, or the length taken as absent:
+    the body is bounded by the signed size anyway). Fixed on this branch (fetch.py: isascii())."""
     from gateway.errors import CommandError
     from gateway.update.fetch import _check_answer
 
@@ -114,8 +115,10 @@ def test_a_non_ascii_digit_content_length_is_an_internal_error(tmp_path):
         def getheader(self, name, default=None):
             return {"Content-Length": "\u00b2"}.get(name, default)
 
-    with pytest.raises(CommandError):
-        _check_answer(Resp(), 0, 10, 100)
+    try:
+        assert _check_answer(Resp(), 0, 10, 100) == 0
+    except CommandError:
+        pass
 
 
 def test_an_unsigned_bundle_is_read_into_memory_before_its_signature_is_checked(tmp_path, release_key):
