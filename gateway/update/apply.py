@@ -4,7 +4,7 @@ Public entry point (the platform's signed `update` command and `gateway update F
 
     apply_bundle(bundle_path: str, *, data_dir: str, install_root: str, release_keys: list,
                  by: str, expect_sha256: str | None = None, on_step=None,
-                 health_s: float = 300.0, keep: int = 2, restart=None, wait: bool = False) -> dict
+                 health_s: float = 300.0, probation_s: float = 60.0, keep: int = 2, restart=None, wait: bool = False) -> dict
 
 - bundle_path: the bundle file (already downloaded in full; the downloader checks size and resume).
 - data_dir: the gateway's data directory; the step journal is `<data_dir>/update/journal`.
@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 
 
 def apply_bundle(bundle_path: str, *, data_dir: str, install_root: str, release_keys: list, by: str,
-                 expect_sha256: str | None = None, on_step=None, health_s: float = 300.0, keep: int = 2,
+                 expect_sha256: str | None = None, on_step=None, health_s: float = 300.0, probation_s: float = 60.0, keep: int = 2,
                  restart=None, wait: bool = False, running_version: str | None = None) -> dict:
     layout = R.Layout(install_root, data_dir)
     journal = J.Journal(layout.journal_path)
@@ -116,7 +116,9 @@ def apply_bundle(bundle_path: str, *, data_dir: str, install_root: str, release_
         raise err from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    step("switching", version=version, previous=running, health_s=float(health_s), keep=int(keep))
+    probation_s = min(float(probation_s), float(health_s) / 2) if probation_s >= health_s else float(probation_s)
+    step("switching", version=version, previous=running, health_s=float(health_s),
+         probation_s=float(probation_s), keep=int(keep))
     try:
         R.switch(layout, version)
     except OSError as e:

@@ -19,7 +19,7 @@ try:
 except ImportError:  # run by the launcher from a plain directory
     import releases as R  # type: ignore[no-redef]
 
-MAX_STARTS = 3  # starts of a release on trial that never became healthy, before it is rolled back
+MAX_STARTS = 3  # starts of a release on trial that never passed its health gate, before it is rolled back
 MAX_LINES = 2000  # the journal is compacted to the state when a new update starts past this
 
 TERMINAL = {"refused", "failed", "healthy", "rolled_back"}
@@ -102,7 +102,7 @@ def state(entries: list[dict]) -> dict:
         uid = e.get("update")
         if last is None or last["update"] != uid:
             last = {"update": uid, "version": None, "from": None, "phase": None, "outcome": None,
-                    "reason": None, "message": None, "by": e.get("by"), "starts": 0, "health_s": 300.0,
+                    "reason": None, "message": None, "by": e.get("by"), "starts": 0, "health_s": 300.0, "probation_s": 60.0,
                     "keep": 2, "at": e.get("ts")}
         step = e["step"]
         last["phase"] = step
@@ -114,6 +114,7 @@ def state(entries: list[dict]) -> dict:
         elif step == "switching":
             last["from"] = e.get("previous", last["from"])
             last["health_s"] = float(e.get("health_s", 300.0))
+            last["probation_s"] = float(e.get("probation_s", min(60.0, last["health_s"] / 2)))
             last["keep"] = int(e.get("keep", 2))
         elif step == "started":
             last["starts"] += 1
