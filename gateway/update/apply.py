@@ -63,7 +63,23 @@ def apply_bundle(bundle_path: str, *, data_dir: str, install_root: str, release_
                  restart=None, wait: bool = False, running_version: str | None = None) -> dict:
     layout = R.Layout(install_root, data_dir)
     journal = J.Journal(layout.journal_path)
-    st = J.recover(layout, journal)  # an earlier update cut short by a power cut: finished or undone first
+    try:
+        with J.update_lock(layout):  # across the whole apply: recover, verify, install, switch, restart
+            result = _apply_locked(layout, journal, bundle_path, release_keys=release_keys, by=by,
+                                   expect_sha256=expect_sha256, on_step=on_step, health_s=health_s,
+                                   probation_s=probation_s, keep=keep, restart=restart,
+                                   running_version=running_version)
+    except J.Busy:  # not journalled: the other update's lines must stay the last ones
+        raise UpdateError("busy", "busy: another update is being applied (a second `gateway update`, or "
+                                  "the platform's update command): try again when it is over") from None
+    if wait and result.get("reason") != "not_running":
+        result.update(J.wait_outcome(journal, result["update"], timeout=float(health_s) + 30.0))
+    return result
+
+
+def _apply_locked(layout, journal, bundle_path, *, release_keys, by, expect_sha256, on_step, health_s,
+                  probation_s, keep, restart, running_version) -> dict:
+    st = J.recover(layout, journal, locked=True)  # an earlier update cut short by a power cut: finished or undone first
     if st["trial"] is not None:  # not journalled: the trial's own lines must stay the last ones
         t = st["trial"]
         raise UpdateError("busy", f"release {t['version']} is on trial (waiting for its health gate): "
@@ -133,9 +149,6 @@ def apply_bundle(bundle_path: str, *, data_dir: str, install_root: str, release_
     result = {"update": uid, "version": version, "previous": running, "outcome": "switched", "reason": None}
     if restart is None and pid is None:  # no daemon to restart: the next start of the service tries it
         result["reason"] = "not_running"
-        return result
-    if wait:
-        result.update(J.wait_outcome(journal, uid, timeout=float(health_s) + 30.0))
     return result
 
 

@@ -10,6 +10,8 @@ cut left between two steps. Standard library only (see releases.py)."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import time
@@ -23,6 +25,39 @@ MAX_STARTS = 3  # starts of a release on trial that never passed its health gate
 MAX_LINES = 2000  # the journal is compacted to the state when a new update starts past this
 
 TERMINAL = {"refused", "failed", "healthy", "rolled_back"}
+LOCK_NAME = "apply.lock"  # in <data_dir>/update/: held (flock) by apply_bundle and recover()
+
+
+class Busy(Exception):
+    """Another process holds the update lock: an update is being applied right now."""
+
+
+@contextlib.contextmanager
+def update_lock(layout: "R.Layout"):
+    """The exclusive flock on <data_dir>/update/apply.lock, not waited for: Busy when another process
+    (a second `gateway update`, the platform's `update` command, a launcher's recover) holds it. The
+    kernel drops it when its holder dies (a power cut, kill -9), so a stale file never blocks."""
+    d = layout.update_dir
+    fresh = not os.path.isdir(d)
+    os.makedirs(d, exist_ok=True)
+    if fresh:
+        R.give_to_owner_of(d, os.path.dirname(d))
+    path = os.path.join(d, LOCK_NAME)
+    existed = os.path.lexists(path)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except PermissionError:  # root's lock file, opened by the service user: a read-only fd can flock
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if not existed:
+            R.give_to_owner_of(path, os.path.dirname(d))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Busy(path) from None
+        yield
+    finally:
+        os.close(fd)  # releases the flock
 
 
 class Journal:
@@ -131,9 +166,19 @@ def state(entries: list[dict]) -> dict:
     return {"last": last, "previous": previous, "trial": trial}
 
 
-def recover(layout: "R.Layout", journal: Journal) -> dict:
+def recover(layout: "R.Layout", journal: Journal, locked: bool = False) -> dict:
     """Finish or undo what a power cut interrupted, so that every update is either not begun, on
-    trial (switched, waiting for the health gate), or over. Returns the state afterwards."""
+    trial (switched, waiting for the health gate), or over. Returns the state afterwards.
+    Under the update lock (`locked`: the caller holds it): an update another process is applying
+    right now is not a power cut's leftover, and is left alone (the state as the journal has it)."""
+    if not locked:
+        try:
+            with update_lock(layout):
+                return recover(layout, journal, locked=True)
+        except Busy:
+            return state(journal.entries())
+        except PermissionError:  # no right to make the lock (a read-only status): nothing to finish either
+            return state(journal.entries())
     tmp = os.path.join(layout.releases, ".current.tmp")
     if os.path.lexists(tmp):
         os.unlink(tmp)
