@@ -150,12 +150,28 @@ def _version_key(name: str):
 
 
 def daemon_pid(layout: Layout) -> int | None:
-    """The pid of the daemon that owns data_dir (its lock file: gateway/service/ownership.py), if alive."""
+    """The pid of the daemon that owns data_dir (its lock file: gateway/service/ownership.py), if alive.
+    Only while the file's flock is held: the file stays after the daemon ends and pids are reused, so
+    the pid in a file nobody holds may be any process now (ownership.holder(), standard library here)."""
+    import fcntl
+
     try:
-        with open(os.path.join(layout.data_dir, "daemon.lock")) as f:
-            pid = int(json.load(f).get("pid"))
-    except (OSError, ValueError, TypeError, AttributeError):
+        fd = os.open(os.path.join(layout.data_dir, "daemon.lock"), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
         return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # held: a daemon owns data_dir
+        else:
+            return None  # nobody holds it: the pid in it is stale
+        try:
+            pid = int(json.loads(os.pread(fd, 4096, 0) or b"{}").get("pid"))
+        except (OSError, ValueError, TypeError, AttributeError):
+            return None
+    finally:
+        os.close(fd)  # (a shared flock we took goes with it)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
