@@ -107,6 +107,7 @@ def _apply_locked(layout, journal, bundle_path, *, release_keys, by, expect_sha2
             if got != expect_sha256.lower():
                 raise UpdateError("sha256", f"the bundle's sha256 is {got}, the command said {expect_sha256}")
         staging = layout.staging_dir(uid)
+        _check_room(layout.update_dir, bundle_path, layout.data_dir, "staging its wheels")
         try:
             manifest = open_verified(bundle_path, release_keys, staging, running=running)
         except BaseException:
@@ -121,6 +122,12 @@ def _apply_locked(layout, journal, bundle_path, *, release_keys, by, expect_sha2
     gone = R.prune(layout, [running, st["previous"]], keep=max(2, int(keep)) - 1)  # -1: room for the new one
     if gone:
         step("pruned", removed=sorted(gone))
+    try:
+        _check_room(layout.releases, bundle_path, layout.data_dir, f"installing {version}")
+    except UpdateError as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        step("refused", version=version, reason=e.reason, message=e.message)
+        raise
     try:
         step("installing", version=version)
         install_release(layout, version, os.path.join(staging, "wheels"), manifest)
@@ -150,6 +157,33 @@ def _apply_locked(layout, journal, bundle_path, *, release_keys, by, expect_sha2
     if restart is None and pid is None:  # no daemon to restart: the next start of the service tries it
         result["reason"] = "not_running"
     return result
+
+
+def _check_room(where: str, bundle_path: str, data_dir: str, doing: str) -> None:
+    """Refuse ('disk_full', nothing changed yet) when `where` has less free than the bundle's size -
+    what staging its wheels, or installing them, writes at least - plus fetch.RESERVE_BYTES when it is
+    on data_dir's filesystem: the outbox and alarms.state beside it keep the room an alarm needs."""
+    from .fetch import RESERVE_BYTES
+
+    try:
+        need = os.path.getsize(bundle_path)
+    except OSError as e:
+        raise UpdateError("bundle", f"cannot read {bundle_path}: {e.strerror}") from None
+    probe = where
+    while not os.path.isdir(probe):  # releases/ or update/ not made yet: their parent's filesystem
+        probe = os.path.dirname(probe) or "/"
+    st = os.statvfs(probe)
+    free = st.f_bavail * st.f_frsize
+    try:
+        shared = os.stat(probe).st_dev == os.stat(data_dir).st_dev
+    except OSError:
+        shared = True
+    reserve = RESERVE_BYTES if shared else 0
+    if free - need < reserve:
+        raise UpdateError("disk_full", f"{doing} needs about {need // 2**20} MiB and would leave "
+                                       f"{max(0, free - need) // 2**20} MiB free under {where} (at least "
+                                       f"{reserve // 2**20} MiB stay free for the outbox); the running "
+                                       "release is untouched")
 
 
 def _sha256_file(path: str) -> str:

@@ -315,9 +315,17 @@ def test_the_staging_copy_eats_the_outbox_reserve(tmp_path, release_key, monkeyp
             seen["free"] = st.f_bavail * st.f_frsize
             raise UpdateError("install", "stand-in")
         monkeypatch.setattr(A, "install_release", install)
-        with pytest.raises(UpdateError):
+        with pytest.raises(UpdateError) as e:
             apply_bundle(str(fetched / "x.bundle"), data_dir=lay.data_dir, install_root=lay.install_root,
                          release_keys=[release_key[1]], by="test", restart=lambda: None)
+        # (adjusted with the fix: the apply is now refused before it stages, so the install - and the
+        # stand-in that measured the free space - never runs; then nothing may have been left behind)
+        if "free" not in seen:
+            assert e.value.reason == "disk_full", e.value
+            assert not [n for n in os.listdir(lay.update_dir) if n.startswith("staging-")]
+            assert R.current_version(lay) == "0.1.0"
+            st = os.statvfs(lay.data_dir)
+            seen["free"] = st.f_bavail * st.f_frsize
         print(f"free in data_dir during the install: {seen['free'] >> 20} MiB (reserve {RESERVE_BYTES >> 20} MiB)")
         assert seen["free"] >= RESERVE_BYTES
     finally:
