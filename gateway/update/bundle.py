@@ -24,6 +24,7 @@ import time
 from gateway.errors import UpdateError
 
 from . import manifest as M
+from . import releases as R
 from . import versions
 
 MAX_WHEEL_BYTES = 256 << 20
@@ -174,7 +175,7 @@ def _extract(tar: tarfile.TarFile, m: dict, staging: str) -> None:
         n = 0
         dst = os.path.join(wheels, os.path.basename(ti.name))
         try:
-            with open(dst, "wb") as out:
+            with R.open_nofollow(dst, "wb", fresh=True) as out:
                 for chunk in iter(lambda: src.read(1 << 20), b""):
                     h.update(chunk)
                     out.write(chunk)

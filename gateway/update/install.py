@@ -89,8 +89,8 @@ def install_release(layout: R.Layout, version: str, wheels_dir: str, manifest: d
     R.give_to_owner_of(d, layout.releases)  # made by root (sudo gateway update): the service's, like releases/
     mark = os.path.join(d, R.COMPLETE)
     try:
-        with open(mark, "w") as f:
-            f.write(version + "\n")
+        with R.open_nofollow(mark, "wb", fresh=True) as f:
+            f.write((version + "\n").encode())
             f.flush()
             os.fsync(f.fileno())
         R.give_to_owner_of(mark, layout.releases)

@@ -66,7 +66,7 @@ class Journal:
 
     def entries(self) -> list[dict]:
         try:
-            with open(self.path, "rb") as f:
+            with R.open_nofollow(self.path, "rb") as f:
                 data = f.read()
         except FileNotFoundError:
             return []
@@ -94,8 +94,8 @@ class Journal:
         line = json.dumps(e, sort_keys=True, separators=(",", ":")) + "\n"
         existed = os.path.exists(self.path)
         # a torn last line gets its own newline first, so it stays one unparsable line
-        with open(self.path, "ab") as f:
-            if existed and os.path.getsize(self.path) and not _ends_with_newline(self.path):
+        with R.open_nofollow(self.path, "ab") as f:  # a symlink planted in its place: ELOOP, not followed
+            if existed and os.fstat(f.fileno()).st_size and os.pread(f.fileno(), 1, os.fstat(f.fileno()).st_size - 1) != b"\n":
                 f.write(b"\n")
             f.write(line.encode())
             f.flush()
@@ -112,7 +112,7 @@ class Journal:
             return
         keep = entries[-50:]
         tmp = self.path + ".tmp"
-        with open(tmp, "wb") as f:
+        with R.open_nofollow(tmp, "wb", fresh=True) as f:  # a link planted at .tmp is removed, not followed
             for e in keep:
                 f.write((json.dumps(e, sort_keys=True, separators=(",", ":")) + "\n").encode())
             f.flush()
@@ -120,12 +120,6 @@ class Journal:
         R.give_to_owner_of(tmp, os.path.dirname(os.path.dirname(self.path)))
         os.replace(tmp, self.path)
         R.fsync_dir(os.path.dirname(self.path))
-
-
-def _ends_with_newline(path: str) -> bool:
-    with open(path, "rb") as f:
-        f.seek(-1, os.SEEK_END)
-        return f.read(1) == b"\n"
 
 
 def state(entries: list[dict]) -> dict:

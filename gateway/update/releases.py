@@ -88,6 +88,22 @@ def give_to_owner_of(path: str, parent: str) -> None:
     os.lchown(path, st.st_uid, st.st_gid)
 
 
+def open_nofollow(path: str, mode: str, fresh: bool = False):
+    """open() for "rb", "ab" or "wb" that never follows a symlink at `path` (O_NOFOLLOW: ELOOP), so
+    root (`sudo gateway update`) never writes through a link the service user planted in a directory
+    that is the service's. `fresh` ("wb"): a leftover at `path` (a link included) is removed first,
+    and the file is created with O_EXCL, so it is always a new file of ours."""
+    flags = {"rb": os.O_RDONLY, "ab": os.O_RDWR | os.O_APPEND | os.O_CREAT,
+             "wb": os.O_WRONLY | os.O_CREAT | os.O_TRUNC}[mode] | os.O_NOFOLLOW | os.O_CLOEXEC
+    if fresh:
+        try:
+            os.unlink(path)  # unlink never follows a link: it removes the link itself
+        except FileNotFoundError:
+            pass
+        flags |= os.O_EXCL
+    return os.fdopen(os.open(path, flags, 0o644), mode)
+
+
 def fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
