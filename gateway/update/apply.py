@@ -140,6 +140,8 @@ def _apply_locked(layout, journal, bundle_path, *, release_keys, by, expect_sha2
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     probation_s = min(float(probation_s), float(health_s) / 2) if probation_s >= health_s else float(probation_s)
+    os.sync()  # the new release's files on the card before `current` points at them (a power cut after
+    # the switch must not boot a release whose files are still in the page cache only)
     step("switching", version=version, previous=running, health_s=float(health_s),
          probation_s=float(probation_s), keep=int(keep))
     try:

@@ -24,9 +24,9 @@ def base_python() -> str:
     return os.environ.get("GATEWAY_UPDATE_PYTHON") or getattr(sys, "_base_executable", None) or sys.executable
 
 
-def _run(argv: list[str], what: str, where: str) -> str:
+def _run(argv: list[str], what: str, where: str, cwd: str | None = None) -> str:
     try:
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S,
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S, cwd=cwd,
                            env={**os.environ, "PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
                                 "PIP_CONFIG_FILE": os.devnull,  # no machine pip.conf adds a source
                                 "PYTHONDONTWRITEBYTECODE": ""})
@@ -81,9 +81,10 @@ def install_release(layout: R.Layout, version: str, wheels_dir: str, manifest: d
     py = os.path.join(d, "bin", "python")
     wheel = os.path.join(wheels_dir, os.path.basename(manifest["gateway_wheel"]))
     _run([py, "-m", "pip", "install", "-q", "--no-index", "--find-links", wheels_dir, "--no-cache-dir",
-          "--no-warn-script-location", wheel], "pip install (offline)", d)
+          "--no-warn-script-location", wheel], "pip install (offline)", d, cwd=d)
     got = _run([py, "-c", "import importlib.metadata as m, gateway.cli; print(m.version('community-gateway'))"],
-               "importing the new release", d).strip()
+               "importing the new release", d, cwd=d).strip()  # cwd: `-c` puts it first on sys.path, and
+    # the caller's (a checkout's) own gateway/ there would be imported instead of the release's
     if got != version:
         raise UpdateError("install", f"the bundle's gateway wheel installed version {got}, not {version}")
     R.give_to_owner_of(d, layout.releases)  # made by root (sudo gateway update): the service's, like releases/

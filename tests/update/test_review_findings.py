@@ -414,3 +414,38 @@ def _killed_mid_install(tmp_path, nobody):
     assert r.returncode == 0
     left = [p for p in (lay.release_dir("0.2.0"), lay.staging_dir("u1")) if os.path.exists(p)]
     assert not left, f"journalled {r.stdout.strip()!r} but left behind: {left}"
+
+
+def test_the_import_check_runs_in_the_release_directory_and_the_switch_follows_a_sync(tmp_path, layout, release_key,
+                                                                                      monkeypatch):
+    """install.py's `python -c "import gateway.cli"` ran in the caller's cwd - a checkout's own gateway/
+    there is first on sys.path for `-c` and would pass the check for a broken release - and apply_bundle
+    switched `current` with the new files perhaps still in the page cache only. Expected: every pip and
+    python step runs with cwd = the release directory, and os.sync() comes before the switch."""
+    import subprocess
+
+    import gateway.update.apply as A
+    import gateway.update.install as I
+
+    calls = []
+
+    def run(argv, **kw):
+        calls.append((argv, kw.get("cwd")))
+        if argv[1:3] == ["-m", "venv"]:
+            os.makedirs(os.path.join(argv[3], "bin"), exist_ok=True)
+        out = "0.2.0\n" if argv[1] == "-c" else ""
+        return subprocess.CompletedProcess(argv, 0, out, "")
+    monkeypatch.setattr(I.subprocess, "run", run)
+    order = []
+    monkeypatch.setattr(A.os, "sync", lambda: order.append("sync"))
+    real_switch = R.switch
+    monkeypatch.setattr(A.R, "switch", lambda lay, v: (order.append("switch"), real_switch(lay, v)))
+    monkeypatch.chdir(tmp_path)
+    r = apply_bundle(str(_bundle(tmp_path, release_key[0], "0.2.0")), data_dir=layout.data_dir,
+                     install_root=layout.install_root, release_keys=[release_key[1]], by="test",
+                     restart=lambda: None, running_version="0.1.0")
+    assert r["version"] == "0.2.0"
+    d = layout.release_dir("0.2.0")
+    check = [c for c in calls if c[0][1] == "-c"]
+    assert check and check[0][1] == d, calls
+    assert order[:2] == ["sync", "switch"], order
