@@ -123,6 +123,7 @@ def open_verified(path: str, release_keys: list, staging: str, *, running: str |
     keys = M.load_release_keys(release_keys)
     if not keys:
         raise UpdateError("no_updates", "no release key is pinned ([updates] release_keys)")
+    _check_first_headers(path)
     try:
         tar = tarfile.open(path, "r:")
     except FileNotFoundError:
@@ -141,6 +142,36 @@ def open_verified(path: str, release_keys: list, staging: str, *, running: str |
         except (tarfile.TarError, EOFError) as e:
             raise UpdateError("truncated", f"{path} ends early or is damaged ({e}): download it again") from None
     return m
+
+
+def _check_first_headers(path: str) -> None:
+    """Read the first two 512-byte tar headers ourselves, before tarfile does: each must be a plain
+    file (no pax or GNU extended header, which tarfile reads whole into memory - tarfile._proc_pax:
+    fileobj.read(size) - before anything is checked), manifest.json then manifest.sig, each no larger
+    than MAX_MANIFEST_BYTES. Everything after them is read only once the signature is good."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise UpdateError("bundle", f"{path}: no such file") from None
+    except OSError as e:
+        raise UpdateError("bundle", f"cannot read {path}: {e.strerror}") from None
+    with f:
+        offset = 0
+        for name in (M.MANIFEST, M.SIGNATURE):
+            f.seek(offset)
+            buf = f.read(tarfile.BLOCKSIZE)
+            if len(buf) < tarfile.BLOCKSIZE:
+                raise UpdateError("truncated", f"{path} is not a whole release bundle (it ends before its {name})")
+            try:
+                ti = tarfile.TarInfo.frombuf(buf, "utf-8", "surrogateescape")
+            except tarfile.TarError as e:
+                # as tarfile.open's own refusal said it: a damaged or cut download is the likely cause
+                raise UpdateError("truncated", f"{path} is not a whole release bundle ({e})") from None
+            if ti.type not in (tarfile.REGTYPE, tarfile.AREGTYPE) or ti.name != name or ti.size > M.MAX_MANIFEST_BYTES:
+                raise UpdateError("bundle", f"not a release bundle: its first members must be manifest.json and "
+                                            f"manifest.sig, small plain files (found {ti.name!r}, type "
+                                            f"{ti.type!r}, {ti.size} bytes)")
+            offset += tarfile.BLOCKSIZE + -(-ti.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
 
 
 def _small(tar: tarfile.TarFile, name: str) -> bytes:
