@@ -191,6 +191,8 @@ def _extract(tar: tarfile.TarFile, m: dict, staging: str) -> None:
     files = m["files"]
     wheels = os.path.join(staging, "wheels")
     os.makedirs(wheels, exist_ok=True)
+    R.give_to_owner_of(staging, os.path.dirname(staging))  # root's wheels in the service's directory:
+    # the service can remove them (a root apply killed halfway, then the launcher's recover())
     seen = set()
     while True:
         ti = tar.next()

@@ -186,14 +186,18 @@ def recover(layout: "R.Layout", journal: Journal, locked: bool = False) -> dict:
         elif phase == "rolling_back":
             rollback(layout, journal, last, last["reason"] or "interrupted", last["message"] or "")
         elif phase in ("received", "verified", "installing", "installed", "switching"):
+            left = ""
             if version and R.current_version(layout) != version:
                 try:
                     R.remove_release(layout, version)
                 except ValueError:
                     pass
+                if os.path.lexists(layout.release_dir(version)):  # not ours to remove (root's)
+                    left = (f"; {layout.release_dir(version)} could not be removed (not this user's): "
+                            "the next update removes it")
             journal.append({**base, "step": "failed", "reason": "interrupted",
                             "message": f"the gateway stopped (power cut?) while the update was {phase}; "
-                                       "the running release was not changed"})
+                                       "the running release was not changed" + left})
         st = state(journal.entries())
     active = st["trial"]["update"] if st["trial"] else None
     try:

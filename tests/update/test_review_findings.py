@@ -399,6 +399,13 @@ def _killed_mid_install(tmp_path, nobody):
     Path(lay.release_dir("0.2.0"), "lib", "x.py").write_text("")
     os.makedirs(os.path.join(lay.staging_dir("u1"), "wheels"))
     Path(lay.staging_dir("u1"), "wheels", "big.whl").write_bytes(b"x" * 4096)
+    # (adjusted with the fix: the leftovers as root's apply now leaves them - venv and pip run as the
+    # owner of releases/ (install._as_owner_of), and staging-<id>/ and its wheels/ are handed to the
+    # owner of update/ as soon as they are made (bundle._extract); the wheels themselves stay root's)
+    for p in (lay.release_dir("0.2.0"), os.path.join(lay.release_dir("0.2.0"), "lib"),
+              os.path.join(lay.release_dir("0.2.0"), "lib", "x.py"), lay.staging_dir("u1"),
+              os.path.join(lay.staging_dir("u1"), "wheels")):
+        os.chown(p, nobody.pw_uid, nobody.pw_gid)
 
     def as_service():
         os.setgid(nobody.pw_gid)
@@ -449,3 +456,36 @@ def test_the_import_check_runs_in_the_release_directory_and_the_switch_follows_a
     check = [c for c in calls if c[0][1] == "-c"]
     assert check and check[0][1] == d, calls
     assert order[:2] == ["sync", "switch"], order
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root's apply into the service's directories")
+def test_a_root_apply_makes_its_staging_and_release_the_services(tmp_path, release_key, monkeypatch):
+    """The other half of the case above: what root's apply makes while it installs is the service's.
+    staging-<id>/ and its wheels/ are handed over as soon as they are made; venv, pip and the import
+    check run as the owner of releases/ (their preexec_fn drops to it)."""
+    import pwd
+    import subprocess
+
+    import gateway.update.apply as A
+    import gateway.update.install as I
+
+    nobody = pwd.getpwnam("nobody")
+    lay = R.Layout(str(tmp_path / "opt"), str(tmp_path / "var"))
+    for d in (lay.releases, lay.update_dir):
+        os.makedirs(d)
+        os.chown(d, nobody.pw_uid, nobody.pw_gid)
+    seen = {}
+
+    def run(argv, **kw):
+        seen.setdefault("users", []).append(kw.get("preexec_fn"))
+        staging = [n for n in os.listdir(lay.update_dir) if n.startswith("staging-")]
+        seen["staging_uids"] = [os.stat(os.path.join(lay.update_dir, staging[0], x)).st_uid for x in ("", "wheels")]
+        if argv[1:3] == ["-m", "venv"]:
+            os.makedirs(os.path.join(argv[3], "bin"), exist_ok=True)
+        return subprocess.CompletedProcess(argv, 0, "0.2.0\n" if argv[1] == "-c" else "", "")
+    monkeypatch.setattr(I.subprocess, "run", run)
+    apply_bundle(str(_bundle(tmp_path, release_key[0], "0.2.0")), data_dir=lay.data_dir,
+                 install_root=lay.install_root, release_keys=[release_key[1]], by="cli:root",
+                 restart=lambda: None, running_version="0.1.0")
+    assert seen["users"] and all(u is not None for u in seen["users"]), seen
+    assert seen["staging_uids"] == [nobody.pw_uid, nobody.pw_uid], seen
