@@ -26,7 +26,7 @@ Public entry point (the platform's signed `update` command and `gateway update F
   calling process itself: it stops after apply_bundle returns (keep the call off the safety loop, e.g.
   in the command handler's thread); the outcome then comes from the launcher's health gate and is read
   back with `gateway status` (last_update) and the audit events.
-- health_s, keep: from `[updates]` (cfg.updates.health_s, cfg.updates.keep); install_root is
+- health_s, probation_s, keep: from `[updates]` (cfg.updates.health_s, .probation_s, .keep); install_root is
   cfg.updates.install_root, release_keys cfg.updates.release_keys (paths).
 - wait: after the restart, wait (up to health_s + 30 s) for the health gate's outcome.
 
@@ -36,7 +36,9 @@ switched release is tried at the next start of the service). Raises UpdateError(
 refused or the install fails; the running release is then untouched (nothing outside
 releases/<new version> and the journal was written, and the new version's directory is removed
 again). Reason words: no_updates, sha256, signature, truncated, bundle, manifest, release_key, floor,
-downgrade, platform, busy (another update on trial), install, disk_full.
+downgrade, platform, busy (another update on trial, or being applied: the flock on
+<data_dir>/update/apply.lock is held from the recovery to the restart), install, disk_full (also
+refused up front: the bundle's size + the 32 MiB reserve not free for staging or for the install).
 """
 
 from __future__ import annotations
