@@ -11,6 +11,7 @@ cut left between two steps. Standard library only (see releases.py)."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -70,6 +71,10 @@ class Journal:
                 data = f.read()
         except FileNotFoundError:
             return []
+        except OSError as e:
+            if e.errno == errno.ELOOP:  # a symlink in the journal's place: not read through, taken as none
+                return []
+            raise
         out = []
         for line in data.split(b"\n"):
             if not line.strip():
@@ -171,7 +176,7 @@ def recover(layout: "R.Layout", journal: Journal, locked: bool = False) -> dict:
                 return recover(layout, journal, locked=True)
         except Busy:
             return state(journal.entries())
-        except PermissionError:  # no right to make the lock (a read-only status): nothing to finish either
+        except OSError:  # no right to make the lock (a read-only status, a read-only card): nothing to finish
             return state(journal.entries())
     tmp = os.path.join(layout.releases, ".current.tmp")
     if os.path.lexists(tmp):

@@ -268,7 +268,14 @@ def main(argv=None) -> None:
     journal = J.Journal(layout.journal_path)
     if a.condition:
         sys.exit(condition(layout, journal, args))
-    exe, trial = choose(layout, journal)
+    try:
+        exe, trial = choose(layout, journal)
+    except OSError as e:  # a journal it cannot read or write must not keep the gateway from starting
+        print(f"launcher: the update journal: {e}; starting the current release without a trial",
+              file=sys.stderr, flush=True)
+        version = R.current_version(layout)
+        exe = layout.gateway_bin(version) if version else os.path.join(layout.install_root, "venv", "bin", "gateway")
+        trial = None
     # for the daemon's SIGUSR2 restart after an update (gateway/update/restart.py): this command again
     me = [sys.executable, os.path.abspath(__file__), *(argv if argv is not None else sys.argv[1:])]
     os.environ["GATEWAY_LAUNCHER"] = json.dumps(me)
