@@ -69,6 +69,7 @@ def _round(work: Path) -> dict:
             [updates]
             release_keys = ["./release.pub"]
             health_s = 120
+            probation_s = 2  # the figures below are switch -> healthy + this probation
             install_root = "{lay.install_root}"
             """)
         sim.add_device(1, load_config(conf).sensors["garage-b2-water"].profile, {"level": 45.0})

@@ -46,7 +46,7 @@ def run_update(cfg, path: str, wait: bool = True) -> int:
     by = f"cli:{_user()}[{os.getpid()}]"
     try:
         r = apply_bundle(path, data_dir=cfg.gateway.data_dir, install_root=up.install_root,
-                         release_keys=list(up.release_keys), by=by, on_step=_say, health_s=up.health_s,
+                         release_keys=list(up.release_keys), by=by, on_step=_say, health_s=up.health_s, probation_s=up.probation_s,
                          keep=up.keep, wait=wait)
     except PermissionError as e:
         raise UpdateError("permission", f"{e.filename or 'the daemon'}: permission denied: run it as root "

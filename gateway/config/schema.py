@@ -34,7 +34,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "uplink.tls": ("ca", "cert", "key"),
     "outbox": ("max_rows", "max_mb", "telemetry_period_s", "deadband", "status_period_s", "commit_s"),
     "commands": ("platform_keys",),
-    "updates": ("release_keys", "health_s", "keep", "install_root", "download_max_mb"),
+    "updates": ("release_keys", "health_s", "probation_s", "keep", "install_root", "download_max_mb"),
     "areas.NAME": ("burst_s", "messages", "message_s"),
     "gb26875": ("host", "port", "source", "destination", "confirm_timeout_s", "resends", "heartbeat_s",
                 "replay_per_s", "zone", "system_address"),
@@ -65,7 +65,7 @@ RANGES: dict[str, dict[str, tuple[float, float]]] = {
     "areas.NAME": {"burst_s": (8.0, 20.0), "messages": (1, 2), "message_s": (10.0, 30.0)},
     "outputs.NAME.pattern.LEVEL": {"on_s": (0.05, 60), "off_s": (0.05, 60)},
     "uplink": {"replay_per_s": (1, 100000)},
-    "updates": {"health_s": (5, 3600), "keep": (2, 5), "download_max_mb": (1, 2000)},
+    "updates": {"health_s": (5, 3600), "probation_s": (0, 3600), "keep": (2, 5), "download_max_mb": (1, 2000)},
     "outbox": {"max_mb": (0.1, 1_000_000), "telemetry_period_s": (0.1, 86400), "deadband": (0, 10),
                "status_period_s": (0.5, 86400), "commit_s": (0.1, 300)},
 }

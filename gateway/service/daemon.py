@@ -31,6 +31,7 @@ CERT_WARN_DAYS = 30
 # commands do not wait for the tick (they wake the loop at once).
 SAFETY_TICK_S = 0.05
 SAFETY_ALLOWANCE_S = 3.0  # the safety loop ticks every 20 ms: 3 s without a beat is a hang
+UPDATE_DRAIN_S = 1.0  # an update restart's bound on the uplink's drain (the relays stay driven meanwhile)
 
 
 class Daemon:
@@ -402,9 +403,42 @@ class Daemon:
             self.ownership = None
         log.info("gateway stopped" if self.safety is None else "gateway parts stopped; the safety loop runs on")
 
-    def _stop_records(self) -> None:
+    def stop_for_update(self, drain_s: float = UPDATE_DRAIN_S) -> None:
+        """An update's restart (SIGUSR2, then exec of the launcher in this process): the slow parts
+        first - control socket, bus ports, the uplink's drain (bounded by `drain_s`), the centres,
+        the recorder, the outbox - while the safety loop keeps the relays as they are; the safety
+        loop (relays off), the outlets and the GPIO last, right before the exec, so the relays are
+        undriven only for the exec and the new release's start up to its restore (docs/updates.md).
+        A Modbus output is left as it was (its bus port is closed by then): the new release's
+        restore drives it again."""
+        from gateway.service.notify import sd_notify
+
+        if not self._stop.is_set():
+            sd_notify("RELOADING=1")  # STOPPING=1 would start systemd's stop timer and kill us
+        self.stop_inputs(reloading=True)
+        self._stop_records(uplink_timeout=drain_s)
+        if self.safety:
+            self.safety.stop(2.0)
+            self.safety = None
+        for worker in self.outlets.values():
+            worker.stop(0.2)  # a hung backend is left behind (daemon thread), never waited for
+        self.outlets = {}
+        if self._gpio is not None:
+            cleanup = getattr(self._gpio, "cleanup", None)
+            if cleanup:
+                cleanup()
+        if self.ownership:
+            self.ownership.release()
+            self.ownership = None
+        log.info("gateway stopped for an update restart")
+
+    def _stop_records(self, uplink_timeout: float | None = None) -> None:
         if self.uplink:
-            self.uplink.stop()
+            if uplink_timeout is not None:
+                self.uplink._drain_s = min(self.uplink._drain_s, uplink_timeout / 2)
+                self.uplink.stop(uplink_timeout + 0.5)
+            else:
+                self.uplink.stop()
         # the centres mark through the Recorder: they stop before it (a reload's old centres stop
         # here, before the new daemon starts its own on the same cursors)
         centres, self.centres = self.centres, {}

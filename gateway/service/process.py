@@ -233,5 +233,8 @@ def _run(cfg: Config) -> int:
         if handler is not None:
             handler.close()
         if UPDATE_RESTART.is_set():
-            d.stop_inputs(reloading=True)  # RELOADING=1, not STOPPING=1: the same pid comes back READY
-        d.stop()
+            # RELOADING=1, not STOPPING=1: the same pid comes back READY. The relays stay driven
+            # through the slow part of the stop; they go off last, right before the exec.
+            d.stop_for_update()
+        else:
+            d.stop()

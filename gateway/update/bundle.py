@@ -24,6 +24,7 @@ import time
 from gateway.errors import UpdateError
 
 from . import manifest as M
+from . import releases as R
 from . import versions
 
 MAX_WHEEL_BYTES = 256 << 20
@@ -122,6 +123,7 @@ def open_verified(path: str, release_keys: list, staging: str, *, running: str |
     keys = M.load_release_keys(release_keys)
     if not keys:
         raise UpdateError("no_updates", "no release key is pinned ([updates] release_keys)")
+    _check_first_headers(path)
     try:
         tar = tarfile.open(path, "r:")
     except FileNotFoundError:
@@ -142,6 +144,36 @@ def open_verified(path: str, release_keys: list, staging: str, *, running: str |
     return m
 
 
+def _check_first_headers(path: str) -> None:
+    """Read the first two 512-byte tar headers ourselves, before tarfile does: each must be a plain
+    file (no pax or GNU extended header, which tarfile reads whole into memory - tarfile._proc_pax:
+    fileobj.read(size) - before anything is checked), manifest.json then manifest.sig, each no larger
+    than MAX_MANIFEST_BYTES. Everything after them is read only once the signature is good."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise UpdateError("bundle", f"{path}: no such file") from None
+    except OSError as e:
+        raise UpdateError("bundle", f"cannot read {path}: {e.strerror}") from None
+    with f:
+        offset = 0
+        for name in (M.MANIFEST, M.SIGNATURE):
+            f.seek(offset)
+            buf = f.read(tarfile.BLOCKSIZE)
+            if len(buf) < tarfile.BLOCKSIZE:
+                raise UpdateError("truncated", f"{path} is not a whole release bundle (it ends before its {name})")
+            try:
+                ti = tarfile.TarInfo.frombuf(buf, "utf-8", "surrogateescape")
+            except tarfile.TarError as e:
+                # as tarfile.open's own refusal said it: a damaged or cut download is the likely cause
+                raise UpdateError("truncated", f"{path} is not a whole release bundle ({e})") from None
+            if ti.type not in (tarfile.REGTYPE, tarfile.AREGTYPE) or ti.name != name or ti.size > M.MAX_MANIFEST_BYTES:
+                raise UpdateError("bundle", f"not a release bundle: its first members must be manifest.json and "
+                                            f"manifest.sig, small plain files (found {ti.name!r}, type "
+                                            f"{ti.type!r}, {ti.size} bytes)")
+            offset += tarfile.BLOCKSIZE + -(-ti.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+
+
 def _small(tar: tarfile.TarFile, name: str) -> bytes:
     ti = tar.next()
     if ti is None:
@@ -159,6 +191,8 @@ def _extract(tar: tarfile.TarFile, m: dict, staging: str) -> None:
     files = m["files"]
     wheels = os.path.join(staging, "wheels")
     os.makedirs(wheels, exist_ok=True)
+    R.give_to_owner_of(staging, os.path.dirname(staging))  # root's wheels in the service's directory:
+    # the service can remove them (a root apply killed halfway, then the launcher's recover())
     seen = set()
     while True:
         ti = tar.next()
@@ -174,7 +208,7 @@ def _extract(tar: tarfile.TarFile, m: dict, staging: str) -> None:
         n = 0
         dst = os.path.join(wheels, os.path.basename(ti.name))
         try:
-            with open(dst, "wb") as out:
+            with R.open_nofollow(dst, "wb", fresh=True) as out:
                 for chunk in iter(lambda: src.read(1 << 20), b""):
                     h.update(chunk)
                     out.write(chunk)

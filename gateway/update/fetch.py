@@ -190,7 +190,7 @@ def _check_answer(resp, offset: int, size: int, max_bytes: int) -> int:
         total = int(m.group(3))
     else:
         offset = 0  # the server ignored the Range: the whole file comes again, from the start
-        total = int(length) if length is not None and length.isdigit() else None
+        total = int(length) if length is not None and length.isascii() and length.isdigit() else None
     if total is not None and total > max_bytes:
         raise CommandError("too_large", f"the server offers {total} bytes; this gateway accepts at most {max_bytes}")
     if total is not None and total != size:

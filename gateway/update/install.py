@@ -24,9 +24,30 @@ def base_python() -> str:
     return os.environ.get("GATEWAY_UPDATE_PYTHON") or getattr(sys, "_base_executable", None) or sys.executable
 
 
-def _run(argv: list[str], what: str, where: str) -> str:
+def _as_owner_of(parent: str):
+    """Root (`sudo gateway update`) runs venv and pip as the owner of releases/ (the service user), so
+    that every file of the new release is the service's from the start: a root install killed halfway
+    leaves nothing the service's own recovery cannot remove. None: no change of user."""
+    if os.geteuid() != 0:
+        return None
     try:
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S,
+        st = os.stat(parent)
+    except OSError:
+        return None
+    if st.st_uid == 0:
+        return None
+
+    def drop() -> None:
+        os.setgroups([])
+        os.setgid(st.st_gid)
+        os.setuid(st.st_uid)
+    return drop
+
+
+def _run(argv: list[str], what: str, where: str, cwd: str | None = None, user=None) -> str:
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S, cwd=cwd,
+                           preexec_fn=user,
                            env={**os.environ, "PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
                                 "PIP_CONFIG_FILE": os.devnull,  # no machine pip.conf adds a source
                                 "PYTHONDONTWRITEBYTECODE": ""})
@@ -77,20 +98,22 @@ def install_release(layout: R.Layout, version: str, wheels_dir: str, manifest: d
             R.remove_release(layout, version)  # a half-made one from an interrupted try
     except OSError as e:
         raise _os_error(e, layout.releases) from None
-    _run([base_python(), "-m", "venv", d], "making the venv", d)
+    user = _as_owner_of(layout.releases)
+    _run([base_python(), "-m", "venv", d], "making the venv", d, user=user)
     py = os.path.join(d, "bin", "python")
     wheel = os.path.join(wheels_dir, os.path.basename(manifest["gateway_wheel"]))
     _run([py, "-m", "pip", "install", "-q", "--no-index", "--find-links", wheels_dir, "--no-cache-dir",
-          "--no-warn-script-location", wheel], "pip install (offline)", d)
+          "--no-warn-script-location", wheel], "pip install (offline)", d, cwd=d, user=user)
     got = _run([py, "-c", "import importlib.metadata as m, gateway.cli; print(m.version('community-gateway'))"],
-               "importing the new release", d).strip()
+               "importing the new release", d, cwd=d, user=user).strip()  # cwd: `-c` puts it first on sys.path, and
+    # the caller's (a checkout's) own gateway/ there would be imported instead of the release's
     if got != version:
         raise UpdateError("install", f"the bundle's gateway wheel installed version {got}, not {version}")
     R.give_to_owner_of(d, layout.releases)  # made by root (sudo gateway update): the service's, like releases/
     mark = os.path.join(d, R.COMPLETE)
     try:
-        with open(mark, "w") as f:
-            f.write(version + "\n")
+        with R.open_nofollow(mark, "wb", fresh=True) as f:
+            f.write((version + "\n").encode())
             f.flush()
             os.fsync(f.fileno())
         R.give_to_owner_of(mark, layout.releases)

@@ -10,6 +10,9 @@ cut left between two steps. Standard library only (see releases.py)."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import time
@@ -19,10 +22,43 @@ try:
 except ImportError:  # run by the launcher from a plain directory
     import releases as R  # type: ignore[no-redef]
 
-MAX_STARTS = 3  # starts of a release on trial that never became healthy, before it is rolled back
+MAX_STARTS = 3  # starts of a release on trial that never passed its health gate, before it is rolled back
 MAX_LINES = 2000  # the journal is compacted to the state when a new update starts past this
 
 TERMINAL = {"refused", "failed", "healthy", "rolled_back"}
+LOCK_NAME = "apply.lock"  # in <data_dir>/update/: held (flock) by apply_bundle and recover()
+
+
+class Busy(Exception):
+    """Another process holds the update lock: an update is being applied right now."""
+
+
+@contextlib.contextmanager
+def update_lock(layout: "R.Layout"):
+    """The exclusive flock on <data_dir>/update/apply.lock, not waited for: Busy when another process
+    (a second `gateway update`, the platform's `update` command, a launcher's recover) holds it. The
+    kernel drops it when its holder dies (a power cut, kill -9), so a stale file never blocks."""
+    d = layout.update_dir
+    fresh = not os.path.isdir(d)
+    os.makedirs(d, exist_ok=True)
+    if fresh:
+        R.give_to_owner_of(d, os.path.dirname(d))
+    path = os.path.join(d, LOCK_NAME)
+    existed = os.path.lexists(path)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except PermissionError:  # root's lock file, opened by the service user: a read-only fd can flock
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if not existed:
+            R.give_to_owner_of(path, os.path.dirname(d))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Busy(path) from None
+        yield
+    finally:
+        os.close(fd)  # releases the flock
 
 
 class Journal:
@@ -31,10 +67,14 @@ class Journal:
 
     def entries(self) -> list[dict]:
         try:
-            with open(self.path, "rb") as f:
+            with R.open_nofollow(self.path, "rb") as f:
                 data = f.read()
         except FileNotFoundError:
             return []
+        except OSError as e:
+            if e.errno == errno.ELOOP:  # a symlink in the journal's place: not read through, taken as none
+                return []
+            raise
         out = []
         for line in data.split(b"\n"):
             if not line.strip():
@@ -59,8 +99,8 @@ class Journal:
         line = json.dumps(e, sort_keys=True, separators=(",", ":")) + "\n"
         existed = os.path.exists(self.path)
         # a torn last line gets its own newline first, so it stays one unparsable line
-        with open(self.path, "ab") as f:
-            if existed and os.path.getsize(self.path) and not _ends_with_newline(self.path):
+        with R.open_nofollow(self.path, "ab") as f:  # a symlink planted in its place: ELOOP, not followed
+            if existed and os.fstat(f.fileno()).st_size and os.pread(f.fileno(), 1, os.fstat(f.fileno()).st_size - 1) != b"\n":
                 f.write(b"\n")
             f.write(line.encode())
             f.flush()
@@ -77,7 +117,7 @@ class Journal:
             return
         keep = entries[-50:]
         tmp = self.path + ".tmp"
-        with open(tmp, "wb") as f:
+        with R.open_nofollow(tmp, "wb", fresh=True) as f:  # a link planted at .tmp is removed, not followed
             for e in keep:
                 f.write((json.dumps(e, sort_keys=True, separators=(",", ":")) + "\n").encode())
             f.flush()
@@ -85,12 +125,6 @@ class Journal:
         R.give_to_owner_of(tmp, os.path.dirname(os.path.dirname(self.path)))
         os.replace(tmp, self.path)
         R.fsync_dir(os.path.dirname(self.path))
-
-
-def _ends_with_newline(path: str) -> bool:
-    with open(path, "rb") as f:
-        f.seek(-1, os.SEEK_END)
-        return f.read(1) == b"\n"
 
 
 def state(entries: list[dict]) -> dict:
@@ -102,7 +136,7 @@ def state(entries: list[dict]) -> dict:
         uid = e.get("update")
         if last is None or last["update"] != uid:
             last = {"update": uid, "version": None, "from": None, "phase": None, "outcome": None,
-                    "reason": None, "message": None, "by": e.get("by"), "starts": 0, "health_s": 300.0,
+                    "reason": None, "message": None, "by": e.get("by"), "starts": 0, "health_s": 300.0, "probation_s": 60.0,
                     "keep": 2, "at": e.get("ts")}
         step = e["step"]
         last["phase"] = step
@@ -114,6 +148,7 @@ def state(entries: list[dict]) -> dict:
         elif step == "switching":
             last["from"] = e.get("previous", last["from"])
             last["health_s"] = float(e.get("health_s", 300.0))
+            last["probation_s"] = float(e.get("probation_s", min(60.0, last["health_s"] / 2)))
             last["keep"] = int(e.get("keep", 2))
         elif step == "started":
             last["starts"] += 1
@@ -130,9 +165,19 @@ def state(entries: list[dict]) -> dict:
     return {"last": last, "previous": previous, "trial": trial}
 
 
-def recover(layout: "R.Layout", journal: Journal) -> dict:
+def recover(layout: "R.Layout", journal: Journal, locked: bool = False) -> dict:
     """Finish or undo what a power cut interrupted, so that every update is either not begun, on
-    trial (switched, waiting for the health gate), or over. Returns the state afterwards."""
+    trial (switched, waiting for the health gate), or over. Returns the state afterwards.
+    Under the update lock (`locked`: the caller holds it): an update another process is applying
+    right now is not a power cut's leftover, and is left alone (the state as the journal has it)."""
+    if not locked:
+        try:
+            with update_lock(layout):
+                return recover(layout, journal, locked=True)
+        except Busy:
+            return state(journal.entries())
+        except OSError:  # no right to make the lock (a read-only status, a read-only card): nothing to finish
+            return state(journal.entries())
     tmp = os.path.join(layout.releases, ".current.tmp")
     if os.path.lexists(tmp):
         os.unlink(tmp)
@@ -146,14 +191,18 @@ def recover(layout: "R.Layout", journal: Journal) -> dict:
         elif phase == "rolling_back":
             rollback(layout, journal, last, last["reason"] or "interrupted", last["message"] or "")
         elif phase in ("received", "verified", "installing", "installed", "switching"):
+            left = ""
             if version and R.current_version(layout) != version:
                 try:
                     R.remove_release(layout, version)
                 except ValueError:
                     pass
+                if os.path.lexists(layout.release_dir(version)):  # not ours to remove (root's)
+                    left = (f"; {layout.release_dir(version)} could not be removed (not this user's): "
+                            "the next update removes it")
             journal.append({**base, "step": "failed", "reason": "interrupted",
                             "message": f"the gateway stopped (power cut?) while the update was {phase}; "
-                                       "the running release was not changed"})
+                                       "the running release was not changed" + left})
         st = state(journal.entries())
     active = st["trial"]["update"] if st["trial"] else None
     try:

@@ -11,9 +11,11 @@ release, and the system python3 runs them (standard library only). At every star
    MAX_STARTS starts (it crashes on import, or on start) it switches `current` back to the previous
    release and starts that one instead;
 3. on trial, forks the health gate (a watcher process beside the daemon): it asks the daemon's control
-   socket for `status` until the daemon reports `health.healthy` for the new release - every bus
-   polled, the safety loop beating, the uplink online when one is configured - and journals `healthy`
-   (then removes all but the current and previous releases); if health_s passes first, it journals why,
+   socket for `status` until the daemon has reported `health.healthy` for the new release - every bus
+   polled, the safety loop beating, the uplink online when one is configured - at every answer for the
+   probation (probation_s; an unhealthy answer starts it again) and journals `healthy` (then removes
+   all but the current and previous releases). A daemon that dies before that is a failed start: the
+   next start is counted as in 2. If health_s passes first, it journals why,
    switches back and ends the daemon (SIGTERM) so that systemd's Restart=always starts the previous one;
 4. exec()s `<install_root>/releases/current/bin/gateway` with the arguments after `--`: the daemon keeps
    the launcher's pid, so systemd's Type=notify, NotifyAccess=main and WatchdogSec= see the daemon.
@@ -131,8 +133,10 @@ def watch(layout: "R.Layout", journal: "J.Journal", trial: dict, daemon_pid: int
           health_s: float | None = None) -> str:
     """The health gate for one start of a release on trial. Returns the outcome word."""
     limit = float(health_s if health_s is not None else trial["health_s"])
+    probation = min(float(trial.get("probation_s", 0.0)), limit)
     t0 = time.monotonic()
     deadline = t0 + limit
+    healthy_since = None  # the probation: healthy at every answer since then
     why = "the daemon never answered on its control socket"
     base = {"update": trial["update"], "by": "launcher", "version": trial["version"]}
     while time.monotonic() < deadline:
@@ -144,22 +148,33 @@ def watch(layout: "R.Layout", journal: "J.Journal", trial: dict, daemon_pid: int
             st = ask_status(socket_path(layout, sock))
         except (OSError, ValueError) as e:
             why = f"no status from the daemon's control socket ({e})"
+            healthy_since = None
         else:
             health = st.get("health") or {}
             if st.get("release", st.get("firmware")) != trial["version"]:
                 why = f"the daemon answering is {st.get('release', st.get('firmware'))}, not {trial['version']}"
+                healthy_since = None
             elif health.get("healthy"):
+                now = time.monotonic()
+                if healthy_since is None:
+                    healthy_since = now
+                if now - healthy_since < probation:
+                    why = (f"healthy for {now - healthy_since:.1f} s of the {probation:g} s probation, "
+                           "then the time was up")
+                    time.sleep(POLL_S)
+                    continue
                 last = J.state(journal.entries())["last"]
                 if last and last["update"] == trial["update"] and last["outcome"]:
                     return last["outcome"]
                 journal.append({**base, "step": "healthy", "after_s": round(time.monotonic() - t0, 2),
-                                "previous": trial["from"]})
+                                "probation_s": probation, "previous": trial["from"]})
                 gone = R.prune(layout, [trial["version"], trial["from"]], keep=trial.get("keep", 2))
                 if gone:
                     journal.append({**base, "step": "pruned", "removed": sorted(gone)})
                 return "healthy"
             else:
                 why = "; ".join(health.get("problems") or ["not healthy"])
+                healthy_since = None  # an unhealthy answer starts the probation again
         time.sleep(POLL_S)
     last = J.state(journal.entries())["last"]
     if last and last["update"] == trial["update"] and last["outcome"]:
@@ -253,7 +268,14 @@ def main(argv=None) -> None:
     journal = J.Journal(layout.journal_path)
     if a.condition:
         sys.exit(condition(layout, journal, args))
-    exe, trial = choose(layout, journal)
+    try:
+        exe, trial = choose(layout, journal)
+    except OSError as e:  # a journal it cannot read or write must not keep the gateway from starting
+        print(f"launcher: the update journal: {e}; starting the current release without a trial",
+              file=sys.stderr, flush=True)
+        version = R.current_version(layout)
+        exe = layout.gateway_bin(version) if version else os.path.join(layout.install_root, "venv", "bin", "gateway")
+        trial = None
     # for the daemon's SIGUSR2 restart after an update (gateway/update/restart.py): this command again
     me = [sys.executable, os.path.abspath(__file__), *(argv if argv is not None else sys.argv[1:])]
     os.environ["GATEWAY_LAUNCHER"] = json.dumps(me)

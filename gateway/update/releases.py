@@ -88,6 +88,22 @@ def give_to_owner_of(path: str, parent: str) -> None:
     os.lchown(path, st.st_uid, st.st_gid)
 
 
+def open_nofollow(path: str, mode: str, fresh: bool = False):
+    """open() for "rb", "ab" or "wb" that never follows a symlink at `path` (O_NOFOLLOW: ELOOP), so
+    root (`sudo gateway update`) never writes through a link the service user planted in a directory
+    that is the service's. `fresh` ("wb"): a leftover at `path` (a link included) is removed first,
+    and the file is created with O_EXCL, so it is always a new file of ours."""
+    flags = {"rb": os.O_RDONLY, "ab": os.O_RDWR | os.O_APPEND | os.O_CREAT,
+             "wb": os.O_WRONLY | os.O_CREAT | os.O_TRUNC}[mode] | os.O_NOFOLLOW | os.O_CLOEXEC
+    if fresh:
+        try:
+            os.unlink(path)  # unlink never follows a link: it removes the link itself
+        except FileNotFoundError:
+            pass
+        flags |= os.O_EXCL
+    return os.fdopen(os.open(path, flags, 0o644), mode)
+
+
 def fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -150,12 +166,28 @@ def _version_key(name: str):
 
 
 def daemon_pid(layout: Layout) -> int | None:
-    """The pid of the daemon that owns data_dir (its lock file: gateway/service/ownership.py), if alive."""
+    """The pid of the daemon that owns data_dir (its lock file: gateway/service/ownership.py), if alive.
+    Only while the file's flock is held: the file stays after the daemon ends and pids are reused, so
+    the pid in a file nobody holds may be any process now (ownership.holder(), standard library here)."""
+    import fcntl
+
     try:
-        with open(os.path.join(layout.data_dir, "daemon.lock")) as f:
-            pid = int(json.load(f).get("pid"))
-    except (OSError, ValueError, TypeError, AttributeError):
+        fd = os.open(os.path.join(layout.data_dir, "daemon.lock"), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
         return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # held: a daemon owns data_dir
+        else:
+            return None  # nobody holds it: the pid in it is stale
+        try:
+            pid = int(json.loads(os.pread(fd, 4096, 0) or b"{}").get("pid"))
+        except (OSError, ValueError, TypeError, AttributeError):
+            return None
+    finally:
+        os.close(fd)  # (a shared flock we took goes with it)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

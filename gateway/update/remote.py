@@ -226,7 +226,7 @@ class RemoteUpdate:
                 from gateway.update.apply import apply_bundle as apply
             result = apply(path, data_dir=cfg.gateway.data_dir, install_root=cfg.updates.install_root,
                            release_keys=list(cfg.updates.release_keys), by=f"platform:{job['command_id']}",
-                           expect_sha256=job["sha256"], on_step=on_step, health_s=cfg.updates.health_s,
+                           expect_sha256=job["sha256"], on_step=on_step, health_s=cfg.updates.health_s, probation_s=cfg.updates.probation_s,
                            keep=cfg.updates.keep)
         except GatewayError as e:
             _remove(path)  # refused: the running release is untouched and the bytes are of no use

@@ -55,5 +55,5 @@ def on_step(e):
 
 
 A.apply_bundle(bundle, data_dir=data, install_root=root, release_keys=[pub], by="test", on_step=on_step,
-               health_s=10, restart=lambda: R.restart_daemon(R.Layout(root, data)))
+               health_s=10, probation_s=1, restart=lambda: R.restart_daemon(R.Layout(root, data)))
 print("not killed")

@@ -7,7 +7,7 @@ runs it: `python3 <install_root>/launcher/launcher.py ... -- run -c FILE`, resta
 
 A fake release's daemon answers `status` on the control socket with its version and a health that its
 behaviour says: "healthy", "unhealthy" (a bus that never comes up), "crash" (exits 1 at once, like a
-release that fails on import), "slow" (healthy after 1.5 s). It writes daemon.lock (pid) like the real
+release that fails on import), "slow" (healthy after 1.5 s). It holds daemon.lock (flock, pid) like the real
 one and appends its version to <data_dir>/boots.log at each start."""
 
 from __future__ import annotations
@@ -37,8 +37,12 @@ if sys.argv[1:2] == ["check"]:
     sys.exit(1 if BEHAVIOUR == "crash" else print("configuration is valid"))
 if BEHAVIOUR == "crash":
     sys.exit("ImportError: cannot import name 'Daemon' (a broken release)")
-with open(os.path.join(data_dir, "daemon.lock"), "w") as f:
-    json.dump({{"pid": os.getpid()}}, f)
+import fcntl
+_lock = open(os.path.join(data_dir, "daemon.lock"), "a+")  # held for the life of the process, like ownership.py
+fcntl.flock(_lock, fcntl.LOCK_EX)
+_lock.truncate(0)
+_lock.write(json.dumps({{"pid": os.getpid()}}))
+_lock.flush()
 t0 = time.monotonic()
 try:
     os.unlink(sock_path)

@@ -37,6 +37,7 @@ backend = "sim"
 [updates]
 release_keys = ["release.pub"]
 health_s = 60
+probation_s = 3
 """
 
 

@@ -30,6 +30,12 @@ def test_defaults(tmp_path, release_key):
     cfg = _load(tmp_path, '[updates]\nrelease_keys = ["./release.pub"]\n')
     assert cfg.updates.release_keys == (str(tmp_path / "release.pub"),)
     assert (cfg.updates.health_s, cfg.updates.keep, cfg.updates.install_root) == (300.0, 2, "/opt/community-gateway")
+    assert cfg.updates.probation_s == 60.0
+
+
+def test_probation_defaults_within_a_short_health_gate(tmp_path, release_key):
+    cfg = _load(tmp_path, '[updates]\nrelease_keys = ["./release.pub"]\nhealth_s = 30\n')
+    assert cfg.updates.probation_s == 15.0
 
 
 @pytest.mark.parametrize("text, words", [
@@ -38,6 +44,7 @@ def test_defaults(tmp_path, release_key):
     ('[updates]\nrelease_keys = []\n', "release_keys: is empty"),
     ('[updates]\nrelease_keys = ["./release.pub"]\nhealth_s = 1\n', "health_s"),
     ('[updates]\nrelease_keys = ["./release.pub"]\nkeep = 1\n', "keep"),
+    ('[updates]\nrelease_keys = ["./release.pub"]\nhealth_s = 30\nprobation_s = 30\n', "probation_s: must be less than health_s"),
     ('[updates]\nrelease_keys = ["./release.pub"]\ninstall_root = "opt"\n', "install_root: must be an absolute"),
     ('[updates]\nrelease_keys = ["./release.pub"]\nhealth = 60\n', "did you mean"),
 ])

@@ -82,6 +82,7 @@ def site(tmp_path_factory):
             [updates]
             release_keys = ["./release.pub"]
             health_s = {HEALTH_S}
+            probation_s = 2
             install_root = "{lay.install_root}"
             """)
         sim.add_device(1, load_config(conf).sensors["garage-b2-water"].profile, {"level": 2.0})

@@ -13,13 +13,14 @@ from gateway.update import releases as R
 from gateway.update.launcher import ask_status
 
 
-def begin_trial(lay, version, health_s=5.0, previous="0.1.0"):
+def begin_trial(lay, version, health_s=5.0, previous="0.1.0", probation_s=0.0):
     """The journal lines apply_bundle writes up to the restart, and the switch."""
     j = J.Journal(lay.journal_path)
     base = {"update": "t" + version, "by": "test", "version": version}
     for step in ("received", "verified", "installing", "installed"):
         j.append({**base, "step": step, **({"running": previous} if step == "received" else {})})
-    j.append({**base, "step": "switching", "previous": previous, "health_s": health_s, "keep": 2})
+    j.append({**base, "step": "switching", "previous": previous, "health_s": health_s,
+                 "probation_s": probation_s, "keep": 2})
     R.switch(lay, version)
     j.append({**base, "step": "switched", "previous": previous})
     j.append({**base, "step": "restarting"})

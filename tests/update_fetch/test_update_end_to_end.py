@@ -83,12 +83,13 @@ def test_a_platform_update_ends_in_a_healthy_new_release(tmp_path, monkeypatch):
             release_keys = ["{tmp_path / 'release.pub'}"]
             install_root = "{opt}"
             health_s = 120
+            probation_s = 2
             """))
         sim.add_device(1, load_config(str(cfg_path)).sensors["garage-b2-water"].profile, {"level": 2.0})
         # the gateway as installed: release 0.2.0 (made the way an update makes one; no daemon runs yet)
         first = apply_bundle(str(b2), data_dir=str(var), install_root=str(opt),
                              release_keys=[str(tmp_path / "release.pub")], by="test", restart=lambda: None,
-                             running_version="0.1.0", health_s=120)
+                             running_version="0.1.0", health_s=120, probation_s=2)
         rx = Receiver("127.0.0.1", broker.port).start()
         svc = Service(layout, args=("run", "-c", str(cfg_path)), socket=str(var / "control.sock")).start()
         try:
