@@ -68,12 +68,15 @@ def one_gateway(runs: int, outage_s: float) -> dict:
             **{k: v for k, v in percentiles(took).items() if k != "n"}, "median_s": statistics.median(took)}
 
 
-def fleet(gateways: int, duration: float, outage_at: float, outage_s: float) -> dict:
+def fleet(gateways: int, duration: float, outage_at: float, outage_s: float,
+          platform: tuple = ("--receiver", "--drain-s", "420")) -> dict:
+    """One `gateway-platform fleet-sim` run (its own broker restarted at `outage_at`); its JSON report.
+    `platform`: what receives (default the reference receiver in process)."""
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "fleet.json")
         cmd = [sys.executable, "-m", "gateway.platform.cli", "fleet-sim", "--gateways", str(gateways),
                "--duration", str(duration), "--outage-at", str(outage_at), "--outage-s", str(outage_s),
-               "--receiver", "--drain-s", "420", "--json", out]
+               *platform, "--json", out]
         t = time.monotonic()
         r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=duration + outage_s + 600)
         if not os.path.exists(out):

@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
-import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.fleet import fleet  # noqa: E402
+
 ADMIN = os.environ.get("GATEWAY_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -36,20 +35,11 @@ def measure(gateways: int = 500, duration: float = 300.0, kill_at: float = 100.0
     _admin(f'CREATE DATABASE "{name}"')
     url = ADMIN.rpartition("/")[0] + "/" + name
     try:
-        with tempfile.TemporaryDirectory() as d:
-            out = os.path.join(d, "fleet.json")
-            cmd = [sys.executable, "-m", "gateway.platform.cli", "fleet-sim", "--gateways", str(gateways),
-                   "--duration", str(duration), "--outage-at", str(outage_at), "--outage-s", str(outage_s),
-                   "--receivers", str(receivers), "--store", url, "--kill-receiver-at", str(kill_at),
-                   "--drain-s", "600", "--json", out]
-            t = time.monotonic()
-            r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=duration + outage_s + 1200)
-            if not os.path.exists(out):
-                raise RuntimeError(f"fleet-sim failed ({r.returncode}): {r.stderr[-2000:]}")
-            rep = json.load(open(out))
-            rep["took_s"] = round(time.monotonic() - t, 1)
-            rep["command"] = " ".join(cmd[3:-2]).replace(url, "postgresql://.../<bench db>")
-            return rep
+        rep = fleet(gateways, duration, outage_at, outage_s,
+                    ("--receivers", str(receivers), "--store", url, "--kill-receiver-at", str(kill_at),
+                     "--drain-s", "600"))
+        rep["command"] = rep["command"].replace(url, "postgresql://.../<bench db>")
+        return rep
     finally:
         _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -23,16 +23,8 @@ from gateway.config.model import Outbox as OutboxLimits
 from gateway.config.model import Uplink as UplinkConfig
 from gateway.reading import GOOD, Reading
 from gateway.record import Health, Outbox, Recorder, TelemetryAggregator
+from gateway.platform.fleet_sim import _wait
 from gateway.sync.uplink import Uplink
-
-
-def _wait(predicate, timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
-    return True
 
 
 class FleetUplink(Uplink):

@@ -11,6 +11,13 @@ counts the new release's starts and runs the health gate, and rolls back by itse
 
 from gateway.errors import UpdateError
 
-from .apply import apply_bundle
-
 __all__ = ["apply_bundle", "UpdateError"]
+
+
+def __getattr__(name):
+    # lazily: the daemon imports gateway.update.audit at every start to audit the step journal, and
+    # apply pulls in cryptography, jsonschema and tarfile (+12 MB RSS on a gateway with no [updates])
+    if name == "apply_bundle":
+        from .apply import apply_bundle
+        return apply_bundle
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
