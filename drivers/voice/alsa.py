@@ -133,9 +133,13 @@ class AlsaVoice(VoiceBackend):
             stopped = getattr(proc, "stopped_by_us", False)
             if self._proc is proc:
                 self._proc = None
-        if rc != 0 and not stopped and self._on_problem:
+        if stopped or not self._on_problem:
+            return
+        if rc != 0:
             last = err.splitlines()[-1] if err else f"exit {rc}"
             self._on_problem(f"aplay -D {self.device} could not play \"{text}\": {last}")
+        else:
+            self._on_problem(None)  # played to the end: a failure before is over
 
     @property
     def playing(self) -> bool:

@@ -79,6 +79,7 @@ class VoiceWorker:
         self._sink = LatestSink(f"voice-{name}", self._handle)
         self._prepared = False
         self.problem: str | None = None
+        self._played_wrong = False  # the last message the backend reported on did not play
         self.prepare_problems: list[str] = []
         self.started: deque[tuple[float, float, str]] = deque(maxlen=100)  # (asked mono, started mono, text)
         self.speaking: str | None = None
@@ -103,8 +104,11 @@ class VoiceWorker:
                 log.warning("voice %s: closing: %s", self.name, e)
         return ok
 
-    def backend_problem(self, text: str) -> None:
-        """The backend's asynchronous failures (aplay exited with an error): any thread."""
+    def backend_problem(self, text: str | None) -> None:
+        """The backend's asynchronous verdict on a message (aplay exited with an error: text; played to
+        the end: None): any thread. Such a failure is cleared only by a message that really played,
+        not by the next one merely starting (that flapped fault/recovered at every message)."""
+        self._played_wrong = text is not None
         self._set_problem(text)
 
     def _handle(self, item) -> None:
@@ -121,7 +125,7 @@ class VoiceWorker:
                 self.started.append((item.mono, time.monotonic(), item.text))
                 self.spoken += 1
                 self.speaking = item.text
-                if not self.prepare_problems:
+                if not self.prepare_problems and not self._played_wrong:
                     self._set_problem(None)
             elif isinstance(item, Hush):
                 self.backend.stop()
